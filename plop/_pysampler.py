@@ -67,6 +67,7 @@ class Sampler:
         self._countdown = 0
         self._countdown_cb: Callable[[], Any] | None = None
         self._last_cpu: dict[int, float] = {}
+        self._busy = False
 
     def set_countdown(self, n: int, callback: Callable[[], Any] | None) -> None:
         self._countdown = int(n) if callback is not None else 0
@@ -78,11 +79,19 @@ class Sampler:
             if callback is not None:
                 callback()
             return
+        if self._busy:
+            # A signal that arrives while this handler runs would run a nested
+            # handler here (Python checks for signals between bytecodes) and
+            # sample the sampler; the interrupted sample stands for both.
+            return
+        self._busy = True
         t0 = _perf_counter()
         try:
             self._sample(frame)
         except Exception:
             self.errors += 1
+        finally:
+            self._busy = False
         self.samples_taken += 1
         self.sample_time += _perf_counter() - t0
         if self._countdown:

@@ -1,0 +1,420 @@
+"""The collector: an interval timer whose signal handler counts every thread's stack.
+
+``signal.setitimer`` fires a signal every ``interval`` seconds of the chosen
+clock; the handler (a :class:`plop._sampler.Sampler`, compiled where possible)
+walks ``sys._current_frames()`` and counts identical stacks. All expensive work
+(resolving line numbers, naming threads, building a :class:`~plop.profile.Profile`)
+is done once per *distinct* stack when the profile is read, never per sample.
+
+Modes, as in ``man 2 setitimer``:
+
+``prof``
+    ``SIGPROF``, process CPU time (user + system): where the CPU goes.
+``virtual``
+    ``SIGVTALRM``, process user CPU time only.
+``real``
+    ``SIGALRM``, wall-clock time: samples sleeping and blocked threads too,
+    which is what a server waiting on I/O needs.
+
+On Linux the ``prof`` and ``virtual`` timers only tick at the kernel's HZ
+(often 250/s), so asking for more than that delivers fewer samples than asked;
+``real`` timers are high resolution.
+
+Usage::
+
+    with Collector(interval=0.005, mode="real") as collector:
+        work()
+    profile = collector.profile()
+
+``python -m plop.collector script.py`` runs a program under a collector; see
+:mod:`plop.runner`.
+"""
+from __future__ import annotations
+
+import bisect
+import os
+import platform
+import signal
+import socket
+import sys
+import threading
+import time
+from types import CodeType
+from typing import Any, Callable
+
+from plop.profile import Frame, Profile, StackKey
+
+if os.environ.get("PLOP_PURE_PYTHON"):
+    from plop._pysampler import Sampler
+else:
+    try:
+        from plop._sampler import Sampler  # type: ignore[no-redef]
+    except ImportError:  # no compiler where plop was installed
+        from plop._pysampler import Sampler  # type: ignore[no-redef]
+
+#: mode -> (timer, signal)
+MODES: dict[str, tuple[int, signal.Signals]] = {
+    "prof": (signal.ITIMER_PROF, signal.SIGPROF),
+    "virtual": (signal.ITIMER_VIRTUAL, signal.SIGVTALRM),
+    "real": (signal.ITIMER_REAL, signal.SIGALRM),
+}
+
+#: mode -> the clock its timer counts, for ``start(duration=...)``
+_CLOCKS: dict[str, Callable[[], float]] = {
+    "prof": time.process_time,
+    "virtual": lambda: os.times().user,
+    "real": time.monotonic,
+}
+
+
+class Collector:
+    """Samples every thread's stack on an interval timer.
+
+    ``interval`` is in seconds of the mode's clock. ``track_cpu`` (``real``
+    mode only, default on there) also records, for each sample, whether the
+    thread had run on a CPU since its previous sample, so a wall-clock profile
+    can also be viewed as a CPU profile (:meth:`Profile.cpu`).
+
+    The collector must be started from the main thread, because Python runs
+    signal handlers there; it may be stopped from any thread.
+    """
+
+    def __init__(
+        self,
+        interval: float = 0.01,
+        mode: str = "prof",
+        *,
+        track_cpu: bool | None = None,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(
+                "unknown mode %r: choose one of %s" % (mode, ", ".join(sorted(MODES)))
+            )
+        try:
+            interval = float(interval)
+        except (TypeError, ValueError):
+            raise ValueError("interval must be a number of seconds, not %r" % (interval,)) from None
+        if not interval > 0 or interval == float("inf"):
+            raise ValueError("interval must be a positive number of seconds, not %r" % interval)
+        if track_cpu is None:
+            track_cpu = mode == "real"
+        self.interval = interval
+        self.mode = mode
+        self.track_cpu = bool(track_cpu)
+        self._timer, self._signal = MODES[mode]
+        self._lock = threading.RLock()
+        self._sampler = Sampler(track_cpu=self.track_cpu)
+        self._running = False
+        self._previous_handler: Any = None
+        self._start_clock = 0.0
+        self._deadline: float | None = None
+        self._samples_at_start = 0
+        self.start_time: float | None = None
+        self.end_time: float | None = None
+        self._elapsed = 0.0
+        self._run_started = 0.0
+        self._root_code: CodeType | None = None
+        self._lines: dict[CodeType, tuple[list[int], list[int]]] = {}
+
+    # -- timer control ---------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def start(self, duration: float | None = None) -> None:
+        """Arm the timer; with ``duration``, stop after that many seconds of the mode's clock.
+
+        Starting a running collector does nothing. A stopped collector starts
+        again and keeps adding to the counts it has (see :meth:`reset`).
+        """
+        if duration is not None and not float(duration) > 0:
+            raise ValueError("duration must be a positive number of seconds, not %r" % (duration,))
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError(
+                "Collector.start() must be called from the main thread: Python "
+                "only runs signal handlers there (stop() may be called from any thread)"
+            )
+        with self._lock:
+            if self._running:
+                return
+            sampler = self._sampler
+            sampler.on_disabled = None
+            sampler.enabled = True
+            previous = signal.signal(self._signal, sampler)
+            if previous is not sampler:  # not a restart before a deferred restore
+                self._previous_handler = previous
+            # Restart system calls the timer interrupts, as the program would
+            # see them without plop (Python retries most of them anyway, PEP 475).
+            signal.siginterrupt(self._signal, False)
+            self._running = True
+            now = time.time()
+            if self.start_time is None:
+                self.start_time = now
+            self._run_started = time.monotonic()
+            if duration is not None:
+                self._deadline = _CLOCKS[self.mode]() + float(duration)
+                self._start_clock = _CLOCKS[self.mode]()
+                self._samples_at_start = sampler.samples_taken
+                sampler.set_countdown(self._estimate_countdown(), self._check_deadline)
+            else:
+                self._deadline = None
+                sampler.set_countdown(0, None)
+            signal.setitimer(self._timer, self.interval, self.interval)
+
+    def stop(self) -> None:
+        """Disarm the timer and restore the previous signal handler; returns at once.
+
+        From the main thread the previous handler is back before this returns.
+        From another thread (where Python cannot set handlers) sampling stops
+        at once and the handler is restored the next time the main thread runs
+        Python code. Stopping a stopped or never-started collector does nothing.
+        """
+        with self._lock:
+            if not self._running:
+                return
+            signal.setitimer(self._timer, 0, 0)
+            self._running = False
+            self._sampler.set_countdown(0, None)
+            self._sampler.enabled = False
+            self.end_time = time.time()
+            self._elapsed += time.monotonic() - self._run_started
+            if threading.current_thread() is threading.main_thread():
+                self._restore_handler()
+            else:
+                # Ask the main thread to restore it: our disabled sampler calls
+                # back when it receives this signal there.
+                self._sampler.on_disabled = self._restore_handler
+                signal.pthread_kill(threading.main_thread().ident, self._signal)  # type: ignore[arg-type]
+
+    def _restore_handler(self) -> None:
+        """Put the previous handler back (main thread only).
+
+        Being a Python function matters: the interpreter runs handlers already
+        due when a function is entered, so a timer signal delivered just before
+        the timer was disarmed reaches the (disabled) sampler, not the restored
+        handler (which could be ``SIG_DFL``: death by ``SIGPROF``).
+        """
+        with self._lock:
+            if self._running:  # restarted before the deferred restore arrived
+                return
+            if signal.getsignal(self._signal) is self._sampler:
+                signal.signal(self._signal, self._previous_handler)
+
+    def _estimate_countdown(self) -> int:
+        """Samples until the deadline is worth checking again.
+
+        Uses the delivery rate seen so far (the kernel may deliver fewer signals
+        than asked), aiming a little short so the deadline is overshot by at
+        most about one interval.
+        """
+        assert self._deadline is not None
+        clock = _CLOCKS[self.mode]
+        now = clock()
+        remaining = self._deadline - now
+        elapsed = now - self._start_clock
+        taken = self._sampler.samples_taken - self._samples_at_start
+        rate = taken / elapsed if taken and elapsed > 0 else 1.0 / self.interval
+        return max(1, int(remaining * rate * 0.8))
+
+    def _check_deadline(self) -> None:
+        """Countdown callback, run inside the signal handler on the main thread."""
+        if self._deadline is None or not self._running:
+            return
+        if _CLOCKS[self.mode]() >= self._deadline:
+            self.stop()
+        else:
+            self._sampler.set_countdown(self._estimate_countdown(), self._check_deadline)
+
+    def __enter__(self) -> "Collector":
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+    def reset(self) -> None:
+        """Forget every sample taken so far (the collector may keep running)."""
+        self._sampler.take(True)
+        self.start_time = time.time() if self._running else None
+        self._elapsed = 0.0
+        self._run_started = time.monotonic()
+
+    # -- figures ---------------------------------------------------------------
+
+    @property
+    def samples_taken(self) -> int:
+        """Timer signals handled (each counts one stack per thread)."""
+        return self._sampler.samples_taken
+
+    @property
+    def sample_time(self) -> float:
+        """Seconds spent inside the handler (misses the cost of signal delivery)."""
+        return self._sampler.sample_time
+
+    @property
+    def errors(self) -> int:
+        """Exceptions raised inside the handler, counted and swallowed."""
+        return self._sampler.errors
+
+    @property
+    def duration(self) -> float:
+        """Wall-clock seconds the timer has been armed."""
+        if self._running:
+            return self._elapsed + time.monotonic() - self._run_started
+        return self._elapsed
+
+    # -- results ---------------------------------------------------------------
+
+    def set_root(self, code: CodeType | None) -> None:
+        """Drop stack frames above (and including) ``code`` from the profile.
+
+        The runner uses this so a profiled script's stacks start at its own
+        ``<module>`` frame instead of at plop's machinery.
+        """
+        self._root_code = code
+
+    def metadata(self) -> dict[str, Any]:
+        """What a profile's reader needs to know about how it was taken."""
+        return {
+            "mode": self.mode,
+            "interval": self.interval,
+            "start_time": self.start_time,
+            "duration": round(self.duration, 6),
+            "pid": os.getpid(),
+            "hostname": socket.gethostname(),
+            "python_version": platform.python_version(),
+            "python_implementation": platform.python_implementation(),
+            "command": list(sys.argv),
+            "samples_taken": self.samples_taken,
+            "sample_time": round(self.sample_time, 6),
+            "errors": self.errors,
+            "track_cpu": self.track_cpu,
+            "sampler": Sampler.__module__,
+        }
+
+    def profile(self, *, reset: bool = False) -> Profile:
+        """The samples so far as a :class:`Profile`, without disturbing sampling.
+
+        With ``reset``, the counts are taken and emptied in one step, so a
+        caller can cut a running collection into consecutive windows with no
+        sample counted twice or lost.
+        """
+        metadata = self.metadata()
+        entries = self._sampler.take(reset)
+        samples: dict[StackKey, int] = {}
+        cpu: dict[StackKey, int] | None = {} if self.track_cpu else None
+        frames: dict[tuple[CodeType, int], Frame] = {}
+        names: dict[Any, str] = {}
+        root = self._root_code
+        for thread, raw, wall, on_cpu in entries:
+            if root is not None:
+                raw = _below_root(raw, root)
+            stack = []
+            for pair in raw:
+                frame = frames.get(pair)
+                if frame is None:
+                    frame = frames[pair] = self._frame(*pair)
+                stack.append(frame)
+            name = names.get(thread)
+            if name is None:
+                name = names[thread] = _thread_name(thread)
+            key = (name, tuple(stack))
+            samples[key] = samples.get(key, 0) + wall
+            if cpu is not None and on_cpu:
+                cpu[key] = cpu.get(key, 0) + on_cpu
+        return Profile(samples, metadata, cpu)
+
+    def _frame(self, code: CodeType, lasti: int) -> Frame:
+        return Frame(code.co_filename, code.co_name, code.co_firstlineno, self._line(code, lasti))
+
+    def _line(self, code: CodeType, lasti: int) -> int:
+        """The source line of bytecode offset ``lasti`` (what ``frame.f_lineno`` would say)."""
+        table = self._lines.get(code)
+        if table is None:
+            starts, lines = [], []
+            for start, _end, line in code.co_lines():
+                starts.append(start)
+                lines.append(line if line is not None else -1)
+            table = self._lines[code] = (starts, lines)
+        starts, lines = table
+        i = bisect.bisect_right(starts, lasti) - 1
+        if lasti < 0 or i < 0:
+            return code.co_firstlineno
+        # Offsets without a line of their own (None in co_lines) belong to the
+        # line before them, as in tracebacks.
+        while i > 0 and lines[i] < 0:
+            i -= 1
+        return lines[i] if lines[i] >= 0 else code.co_firstlineno
+
+    @property
+    def stack_counts(self) -> dict[tuple[tuple[str, int, str], ...], int]:
+        """The original plop's view: ``{((filename, lineno, funcname), ...): count}``, innermost first."""
+        return self.profile().stack_counts()
+
+
+def _below_root(raw: tuple[tuple[CodeType, int], ...], root: CodeType) -> tuple[tuple[CodeType, int], ...]:
+    for i, (code, _lasti) in enumerate(raw):
+        if code is root:
+            return raw[i + 1 :]
+    return raw
+
+
+def _thread_name(thread: Any) -> str:
+    if isinstance(thread, threading.Thread):
+        return thread.name
+    return "thread-%d" % thread
+
+
+class CollectorFormatter:
+    """Writes a collector's profile in one file format (the original plop's API)."""
+
+    format_name = "plop"
+
+    def format(self, collector: Collector) -> str:
+        from plop import formats
+
+        return formats.dumps(self._profile(collector), self.format_name).decode("utf-8")
+
+    def store(self, collector: Collector, filename: str) -> None:
+        from plop import formats
+
+        formats.dump(self._profile(collector), filename, self.format_name)
+
+    def _profile(self, collector: Collector) -> Profile:
+        return collector.profile()
+
+
+class PlopFormatter(CollectorFormatter):
+    """plop's native format; ``max_stacks`` keeps only the most frequent stacks (default: all)."""
+
+    format_name = "plop"
+
+    def __init__(self, max_stacks: int | None = None) -> None:
+        self.max_stacks = max_stacks
+
+    def _profile(self, collector: Collector) -> Profile:
+        profile = collector.profile()
+        if self.max_stacks is not None and len(profile.samples) > self.max_stacks:
+            kept = profile.top_stacks(self.max_stacks)
+            kept.metadata["max_stacks"] = self.max_stacks
+            kept.metadata["truncated_stacks"] = len(profile.samples) - len(kept.samples)
+            return kept
+        return profile
+
+
+class FlamegraphFormatter(CollectorFormatter):
+    """Collapsed stacks for flamegraph.pl and speedscope."""
+
+    format_name = "flamegraph"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m plop.collector``: run a program under the collector."""
+    from plop.runner import main as run_main
+
+    run_main(argv)
+
+
+if __name__ == "__main__":
+    main()
