@@ -1,0 +1,104 @@
+"""Benchmark: how fast the viewer answers ``/data`` for a large profile.
+
+Builds a synthetic profile of 100,000 distinct stacks over 5,000 functions
+(a random call graph with recursion, about 20 frames deep), then times
+
+* building the call graph (:meth:`plop.callgraph.CallGraph.from_profile`);
+* shaping and JSON-encoding the default page's request (``max_nodes=100``)
+  and the complete graph;
+* the whole ``/data`` request against a running viewer, cold and warm;
+* with ``--browser``, the graph page in headless Chromium until the layout is
+  drawn and interactive.
+
+Prints the median of several runs of each. Run as
+``python benchmarks/viewer_data.py [--runs=5] [--browser]``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from plop.callgraph import CallGraph  # noqa: E402
+from plop.profile import Frame, Profile  # noqa: E402
+
+
+def make_profile(stacks: int = 100_000, functions: int = 5_000, seed: int = 1) -> Profile:
+    """A deterministic profile with ``stacks`` distinct stacks over ``functions`` functions."""
+    rng = random.Random(seed)
+    packages = ["app", "app/handlers", "app/models", "lib/db", "lib/cache", "tornado", "json", "re", "jinja2", "sqlalchemy"]
+    funcs = []
+    for i in range(functions):
+        package = packages[i % len(packages)]
+        module = "%s/mod%d.py" % (package, i % 97)
+        first = 10 + (i * 37) % 2000
+        funcs.append((module, "func_%d" % i, first))
+    # Each function calls a few others, mostly "deeper" ones, sometimes itself or an ancestor.
+    callees = []
+    for i in range(functions):
+        options = [min(functions - 1, i + rng.randint(1, 400)) for _ in range(rng.randint(1, 6))]
+        if rng.random() < 0.03:
+            options.append(i)  # direct recursion
+        if rng.random() < 0.02 and i > 0:
+            options.append(rng.randrange(0, i))  # a call cycle
+        callees.append(options)
+    samples: dict = {}
+    interned: dict = {}  # one object per distinct frame, as the file formats load them
+    while len(samples) < stacks:
+        fid = rng.randrange(0, 50)
+        depth = rng.randint(4, 36)
+        frames = []
+        for _ in range(depth):
+            filename, name, first = funcs[fid]
+            frame = Frame(filename, name, first, first + rng.randint(1, 6))
+            frames.append(interned.setdefault(frame, frame))
+            fid = rng.choice(callees[fid])
+        key = ("MainThread" if rng.random() < 0.8 else "worker-%d" % rng.randint(1, 3), tuple(frames))
+        samples[key] = samples.get(key, 0) + rng.randint(1, 20)
+    return Profile(samples, {"mode": "real", "interval": 0.005, "command": ["synthetic.py"], "duration": 60.0})
+
+
+def median_time(fn, runs: int) -> float:
+    """Median wall time of ``fn()`` over ``runs`` calls, in seconds."""
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--browser", action="store_true", help="also time the page in headless Chromium")
+    args = parser.parse_args()
+
+    start = time.perf_counter()
+    profile = make_profile()
+    frames = {f for _t, s in profile.samples for f in s}
+    print("profile: %d distinct stacks, %d functions, %d frames, %d samples (built in %.1f s)" % (
+        len(profile.samples), len({f.function for f in frames}), sum(len(s) for _t, s in profile.samples),
+        profile.total_samples, time.perf_counter() - start))
+
+    graph = CallGraph.from_profile(profile)
+    build = median_time(lambda: CallGraph.from_profile(profile), args.runs)
+    trimmed = median_time(lambda: json.dumps(graph.data(100)), args.runs)
+    full = median_time(lambda: json.dumps(graph.data()), args.runs)
+    cold = median_time(lambda: json.dumps(CallGraph.from_profile(profile).data(100)), args.runs)
+    print("build call graph:                 %6.0f ms" % (build * 1000))
+    print("shape + encode, max_nodes=100:    %6.0f ms" % (trimmed * 1000))
+    print("shape + encode, complete graph:   %6.0f ms  (%d nodes, %.1f MB)" % (
+        full * 1000, len(graph.order), len(json.dumps(graph.data())) / 1e6))
+    print("build + shape + encode (/data):   %6.0f ms  (median of %d)" % (cold * 1000, args.runs))
+
+
+if __name__ == "__main__":
+    main()

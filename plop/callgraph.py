@@ -1,0 +1,343 @@
+"""Shaping a profile into the call graph the viewer draws.
+
+Everything here is a pure function of a :class:`~plop.profile.Profile`; the
+viewer's handlers only choose the view, the thread and the number of nodes,
+and serialise the result.
+
+The graph has **one node per function**, identified by
+:attr:`Frame.function <plop.profile.Frame.function>` (file, name and first
+line when the source format recorded it, so two methods called ``get`` in one
+module stay apart; formats that only kept the executing line merge a
+function's frames by file and name). Its counts are
+
+* ``self``: samples in which the function was the innermost frame (the time
+  spent in the function's own code), so the ``self`` counts of all nodes add
+  up to ``total_samples``;
+* ``total``: samples in which the function appears at least once (recursion
+  is counted once per sample, so ``total`` never exceeds ``total_samples``);
+* per executing line, the same two counts, for the details panel.
+
+An edge ``caller -> callee`` weighs the samples in which that call appears,
+again once per sample. Recursion gives self-loops and mutual recursion gives
+cycles; neither needs special treatment.
+
+Large profiles are trimmed like pprof's node fraction: :meth:`CallGraph.data`
+keeps the ``max_nodes`` heaviest functions by ``total`` and reports what it
+left out. Calls that went through hidden functions are kept as *inferred*
+edges between the nearest shown caller and callee, so the shown part of the
+graph stays connected.
+"""
+from __future__ import annotations
+
+import os.path
+import re
+from collections import Counter, defaultdict
+from itertools import chain
+from operator import itemgetter
+from typing import Any, Callable, Iterable, Iterator, TypeVar
+
+from plop.profile import Frame, Profile
+
+_T = TypeVar("_T")
+_K = TypeVar("_K")
+
+#: The values of the ``view`` parameter: every sample, or only those taken on a CPU.
+VIEWS = ("wall", "cpu")
+
+#: Path components under which the next component names an installed package or stdlib module.
+_LIBRARY_DIR = re.compile(r"^(?:site-packages|dist-packages|python\d+(?:\.\d+)*)$")
+
+
+def select(profile: Profile, view: str = "wall", thread: str | None = None) -> Profile:
+    """The part of ``profile`` to draw: one of `VIEWS`, all threads or one.
+
+    Raises ``ValueError`` with a message for a person when the view is not
+    one of `VIEWS`, when ``view="cpu"`` is asked of a profile that has no
+    on-CPU counts, or when no thread of that name was sampled.
+    """
+    if view not in VIEWS:
+        raise ValueError("unknown view %r: use one of %s" % (view, ", ".join(VIEWS)))
+    if thread is not None:
+        if thread not in profile.threads():
+            raise ValueError("this profile has no thread named %r" % thread)
+        profile = profile.for_thread(thread)
+    if view == "cpu":
+        profile = profile.cpu()
+    return profile
+
+
+def group_of(filename: str, app_root: str = "") -> str:
+    """The colour group of a source file: its package, module or top directory.
+
+    Installed packages and the standard library are grouped by top-level
+    package (``.../site-packages/tornado/web.py`` and the relative
+    ``tornado/web.py`` that py-spy writes are both ``tornado``); files under
+    ``app_root`` (the common directory of a profile's own code, see
+    `app_root`) by their first directory or module below it; pseudo-files
+    such as ``<frozen importlib._bootstrap>`` by their module.
+    """
+    if filename.startswith("<") and filename.endswith(">"):
+        inner = filename[1:-1].split()
+        if len(inner) == 2 and inner[0] == "frozen":
+            return inner[1].split(".")[0].lstrip("_") or filename
+        return filename
+    parts = [p for p in re.split(r"[\\/]+", filename) if p not in ("", ".")]
+    if not parts:
+        return filename
+    for i in range(len(parts) - 2, -1, -1):
+        if _LIBRARY_DIR.match(parts[i]):
+            return _module(parts[i + 1])
+    if not os.path.isabs(filename):
+        return _module(parts[0])
+    if app_root and filename.startswith(app_root + "/"):
+        rest = filename[len(app_root) + 1 :].split("/")
+        return _module(rest[0])
+    return _module(parts[-2] if len(parts) > 1 else parts[-1])
+
+
+def _module(component: str) -> str:
+    """A path component as a module name (``difflib.py`` -> ``difflib``)."""
+    return component[:-3] if component.endswith(".py") and len(component) > 3 else component
+
+
+def app_root(filenames: list[str]) -> str:
+    """The deepest directory holding every absolute, non-library file of a profile.
+
+    Used by `group_of` to colour a program's own packages apart. Empty when
+    there are no such files.
+    """
+    dirs = []
+    for name in filenames:
+        if not name.startswith("/"):
+            continue
+        parts = name.split("/")[:-1]
+        if any(_LIBRARY_DIR.match(p) for p in parts):
+            continue
+        dirs.append(parts)
+    if not dirs:
+        return ""
+    common = os.path.commonprefix(dirs)
+    # A lone file would make its own directory the root; keep one level for grouping.
+    if len(dirs) == 1 or all(len(d) == len(common) for d in dirs):
+        common = common[:-1]
+    return "/".join(common)
+
+
+class CallGraph:
+    """The complete call graph of a profile, ready to be trimmed and serialised.
+
+    Build it once per profile view with :meth:`from_profile` (the expensive
+    pass over every stack); :meth:`data` then shapes any number of trimmed
+    views of it.
+    """
+
+    __slots__ = (
+        "functions",
+        "self_counts",
+        "total_counts",
+        "lines",
+        "linenos",
+        "groups",
+        "edges",
+        "stacks",
+        "total_samples",
+        "order",
+    )
+
+    def __init__(self) -> None:
+        #: ``Frame.function`` of each node, indexed by node id.
+        self.functions: list[tuple[str, str, int]] = []
+        self.self_counts: list[int] = []
+        self.total_counts: list[int] = []
+        #: Per node: executing line -> [self, total].
+        self.lines: list[dict[int, list[int]]] = []
+        #: Per node: the function's first line (smallest executing line when unknown).
+        self.linenos: list[int] = []
+        self.groups: list[str] = []
+        #: (caller id, callee id) -> samples containing that call.
+        self.edges: dict[tuple[int, int], int] = {}
+        #: Distinct stacks as tuples of node ids (outermost first) -> samples.
+        self.stacks: dict[tuple[int, ...], int] = {}
+        #: Samples with at least one frame (the sum of all ``self`` counts).
+        self.total_samples = 0
+        #: Node ids, heaviest first (by total, then self, then name).
+        self.order: list[int] = []
+
+    @classmethod
+    def from_profile(cls, profile: Profile) -> "CallGraph":
+        """Aggregate every stack of ``profile`` (all its threads) into one graph.
+
+        Samples with an empty stack have no function to charge and are left
+        out of ``total_samples``.
+        """
+        graph = cls()
+        # Number the distinct frames ("lines") and aggregate the stacks over
+        # threads as tuples of line numbers: every later pass works on ints.
+        line_of_frame: dict[Frame, int] = {}
+        lookup = line_of_frame.get
+        by_lines: dict[tuple[int, ...], int] = {}
+        for (_thread, stack), n in profile.samples.items():
+            if not stack or n <= 0:
+                continue
+            lids = tuple(map(lookup, stack))
+            if None in lids:
+                for frame in stack:
+                    line_of_frame.setdefault(frame, len(line_of_frame))
+                lids = tuple(map(lookup, stack))
+            by_lines[lids] = by_lines.get(lids, 0) + n
+        frames = list(line_of_frame)
+        fid_of: dict[tuple[str, str, int], int] = {}
+        node_of_line = [fid_of.setdefault(frame.function, len(fid_of)) for frame in frames]
+        to_node = node_of_line.__getitem__
+        stacks = graph.stacks
+        for lids, n in by_lines.items():
+            fids = tuple(map(to_node, lids))
+            stacks[fids] = stacks.get(fids, 0) + n
+        graph.total_samples = sum(stacks.values())
+
+        count = len(fid_of)
+        graph.functions = list(fid_of)
+        node_groups = _by_count(stacks)
+        graph.total_counts = [0] * count
+        for fid, n in _weighted_count(node_groups, _distinct_items).items():
+            graph.total_counts[fid] = n
+        graph.edges = _weighted_count(node_groups, _distinct_calls)
+        line_groups = _by_count(by_lines)
+        line_self = _weighted_count(line_groups, _innermost)
+        graph.self_counts = [0] * count
+        graph.lines = [{} for _ in range(count)]
+        for lid, n in _weighted_count(line_groups, _distinct_items).items():
+            fid = node_of_line[lid]
+            own = line_self.get(lid, 0)
+            graph.self_counts[fid] += own
+            # Frames of one function differ in their line: firstlineno is part of the function.
+            graph.lines[fid][frames[lid].lineno] = [own, n]
+        graph.linenos = [
+            firstlineno or min((line for line in lines if line), default=0)
+            for (_f, _n, firstlineno), lines in zip(graph.functions, graph.lines)
+        ]
+        root = app_root(sorted({f for f, _n, _l in graph.functions}))
+        group_cache: dict[str, str] = {}
+        for filename, _name, _line in graph.functions:
+            if filename not in group_cache:
+                group_cache[filename] = group_of(filename, root)
+            graph.groups.append(group_cache[filename])
+        functions, self_counts, total_counts = graph.functions, graph.self_counts, graph.total_counts
+        graph.order = sorted(
+            range(count),
+            key=lambda i: (-total_counts[i], -self_counts[i], functions[i][1], functions[i][0], functions[i][2]),
+        )
+        return graph
+
+    def data(self, max_nodes: int | None = None) -> dict[str, Any]:
+        """The graph as the JSON-ready dict served by ``/data`` (see docs/viewer.md).
+
+        With ``max_nodes`` (a positive int) only that many of the heaviest
+        functions by ``total`` are kept; the result then also says how many
+        functions (``hidden_nodes``) and how many of their own samples
+        (``hidden_samples``, the ``self`` counts of the hidden functions)
+        were left out, and calls through hidden functions become edges with
+        ``"inferred": true`` between the nearest shown functions.
+        """
+        if max_nodes is not None and max_nodes < 1:
+            raise ValueError("max_nodes must be a positive number")
+        shown = self.order if max_nodes is None else self.order[:max_nodes]
+        if len(shown) == len(self.order):
+            edge_items = [(a, b, w, False) for (a, b), w in self.edges.items()]
+        else:
+            edge_items = self._inferred_edges(shown)
+        hidden = self.order[len(shown) :]
+        nodes = []
+        for i in shown:
+            filename, funcname, _firstlineno = self.functions[i]
+            nodes.append(
+                {
+                    "id": i,
+                    "funcname": funcname,
+                    "filename": filename,
+                    "lineno": self.linenos[i],
+                    "self": self.self_counts[i],
+                    "total": self.total_counts[i],
+                    "group": self.groups[i],
+                    "lines": [
+                        {"lineno": line, "self": s, "total": t}
+                        for line, (s, t) in sorted(self.lines[i].items())
+                    ],
+                }
+            )
+        edge_items.sort(key=lambda e: (-e[2], e[0], e[1]))
+        return {
+            "total_samples": self.total_samples,
+            "node_count": len(self.order),
+            "hidden_nodes": len(hidden),
+            "hidden_samples": sum(self.self_counts[i] for i in hidden),
+            "nodes": nodes,
+            "edges": [
+                {"source": a, "target": b, "weight": w, "inferred": inferred}
+                for a, b, w, inferred in edge_items
+            ],
+        }
+
+    def _inferred_edges(self, shown: list[int]) -> list[tuple[int, int, int, bool]]:
+        """Edges between the ``shown`` nodes, bridging hidden ones, once per sample.
+
+        Returns ``(caller, callee, weight, inferred)`` tuples; ``inferred`` is
+        true when some of the edge's samples pass through hidden functions
+        (then more samples have the call between the shown functions than
+        have it as a direct call).
+        """
+        keep = [False] * len(self.order)
+        for i in shown:
+            keep[i] = True
+        is_kept = keep.__getitem__
+        reduced: dict[tuple[int, ...], int] = {}
+        for fids, n in self.stacks.items():
+            kept = tuple(filter(is_kept, fids))
+            if len(kept) > 1:
+                reduced[kept] = reduced.get(kept, 0) + n
+        weights = _weighted_count(_by_count(reduced), _distinct_calls)
+        return [(a, b, w, w > self.edges.get((a, b), 0)) for (a, b), w in weights.items()]
+
+
+def _by_count(counts: dict[_T, int]) -> dict[int, list[_T]]:
+    """Invert a ``{key: count}`` dict into ``{count: [keys]}``."""
+    inverted: dict[int, list[_T]] = defaultdict(list)
+    for key, n in counts.items():
+        inverted[n].append(key)
+    return inverted
+
+
+def _weighted_count(
+    by_count: dict[int, list[_T]], elements: Callable[[list[_T]], Iterable[_K]]
+) -> dict[_K, int]:
+    """``sum(n * occurrences of e in elements([item]))`` for every element ``e``.
+
+    ``by_count`` maps each count ``n`` to the items that have it. The items of
+    one count are counted together by ``collections.Counter``, in C, so the
+    Python-level work is per distinct element of each group rather than per
+    frame of every stack: most stacks of a profile share a few small counts.
+    """
+    result: dict[_K, int] = {}
+    get = result.get
+    for n, items in by_count.items():
+        for key, c in Counter(elements(items)).items():
+            result[key] = get(key, 0) + c * n
+    return result
+
+
+def _distinct_items(stacks: list[tuple[_K, ...]]) -> Iterator[_K]:
+    """Each stack's distinct entries (recursion counted once per stack)."""
+    return chain.from_iterable(map(set, stacks))
+
+
+def _innermost(stacks: list[tuple[_K, ...]]) -> Iterator[_K]:
+    """Each stack's innermost (last) entry."""
+    return map(itemgetter(-1), stacks)
+
+
+def _distinct_calls(stacks: list[tuple[_K, ...]]) -> Iterator[tuple[_K, _K]]:
+    """Each stack's distinct ``(caller, callee)`` pairs."""
+    return chain.from_iterable(map(set, map(zip, stacks, map(_TAIL, stacks))))
+
+
+_TAIL = itemgetter(slice(1, None))
