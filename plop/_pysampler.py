@@ -13,7 +13,8 @@ key of raw ``(code object, f_lasti)`` pairs: line numbers, file names and
 thread names are resolved later, once per distinct stack, by ``take()`` rather
 than once per sample.
 
-Attributes (read-only from Python): ``samples_taken``, ``sample_time`` (seconds
+Attributes (read-only from Python): ``samples_taken``, ``ticks`` (the sum of
+the samples' weights, see ``interval``), ``sample_time`` (seconds
 spent inside the handler on the monotonic clock), ``errors`` (exceptions
 raised and swallowed inside the handler).
 
@@ -27,9 +28,24 @@ called from another thread.
 its ``duration`` deadline on the timer's own clock without reading a clock on
 every sample. ``set_countdown(0, None)`` cancels.
 
+``interval`` and ``clock`` (a ``time.CLOCK_*`` id): when ``interval`` is
+positive, each sample is weighted by the number of intervals of ``clock`` that
+passed since the previous one (rounded with error diffusion, so the weights
+add up to the elapsed time). Timer signals that arrive while the main thread
+waits for the GIL, or sits in a long C call, coalesce into one; without the
+weight those moments would be undercounted, biasing the profile towards the
+moments when the GIL is free. The first sample after ``enabled`` is set has
+weight 1. ``interval=0`` (the default) counts every sample once.
+
 ``track_cpu``: when true (wall-clock sampling), each thread's CPU clock is read
-at every sample and a stack also counts as *on CPU* when the thread used CPU
-time since its previous sample.
+at every sample. The thread earns a credit of the CPU seconds it used divided
+by ``interval`` (or, without one, by the wall seconds since its previous
+sample); the sample's on-CPU count is that credit rounded, at most its wall
+weight, and the rest is carried to the next sample. This error
+diffusion makes the on-CPU counts an unbiased estimate of CPU time in units of
+samples: a thread busy all the time is on CPU in every sample, one busy a
+third of the time in a third of them, and a thread that wakes briefly from
+sleep does not look busy. A thread's first sample only takes the readings.
 
 ``take(reset)`` returns ``[(thread, frames, wall, cpu), ...]`` where ``thread``
 is the ``threading.Thread`` object that was running (or the thread ident when
@@ -48,16 +64,23 @@ from typing import Any, Callable
 
 _current_frames = sys._current_frames
 _perf_counter = time.perf_counter
+_monotonic = time.monotonic
 
 
 class Sampler:
     """Counts ``(thread, stack)`` keys; see the module docstring for the protocol."""
 
-    def __init__(self, track_cpu: bool = False) -> None:
+    def __init__(self, track_cpu: bool = False, interval: float = 0.0,
+                 clock: int = time.CLOCK_MONOTONIC) -> None:
         self.track_cpu = bool(track_cpu)
-        self.enabled = True
+        self.interval = float(interval)
+        self.clock = clock
+        self._enabled = True
+        self._last_tick: float | None = None
+        self._tick_credit = 0.0
         self.on_disabled: Callable[[], Any] | None = None
         self.samples_taken = 0
+        self.ticks = 0
         self.sample_time = 0.0
         self.errors = 0
         # (thread, id(code), lasti, id(code), lasti, ...) innermost first ->
@@ -66,15 +89,25 @@ class Sampler:
         self._counts: dict[tuple, list] = {}
         self._countdown = 0
         self._countdown_cb: Callable[[], Any] | None = None
-        self._last_cpu: dict[int, float] = {}
+        # thread ident -> [cpu clock, wall clock, credit] at its previous sample
+        self._last_cpu: dict[int, list[float]] = {}
         self._busy = False
+
+    @property
+    def enabled(self) -> bool:
+        return self._enabled
+
+    @enabled.setter
+    def enabled(self, value: bool) -> None:
+        self._enabled = bool(value)
+        self._last_tick = None  # a pause is not time to weight the next sample with
 
     def set_countdown(self, n: int, callback: Callable[[], Any] | None) -> None:
         self._countdown = int(n) if callback is not None else 0
         self._countdown_cb = callback
 
     def __call__(self, signum: int, frame: Any) -> None:
-        if not self.enabled:
+        if not self._enabled:
             callback, self.on_disabled = self.on_disabled, None
             if callback is not None:
                 callback()
@@ -101,10 +134,28 @@ class Sampler:
                 if callback is not None:
                     callback()
 
+    def _weight(self) -> int:
+        """How many intervals this sample stands for (see the module docstring)."""
+        if self.interval <= 0:
+            return 1
+        now = time.clock_gettime(self.clock)
+        last, self._last_tick = self._last_tick, now
+        if last is None:
+            return 1
+        credit = self._tick_credit + (now - last) / self.interval
+        weight = int(credit + 0.5)
+        self._tick_credit = credit - weight
+        return weight
+
     def _sample(self, interrupted: Any) -> None:
+        weight = self._weight()
+        if weight <= 0:
+            return
+        self.ticks += weight
         counts = self._counts
         active = threading._active  # type: ignore[attr-defined]
         handler_ident = threading.get_ident()
+        wall = _monotonic() if self.track_cpu else 0.0
         for ident, top in _current_frames().items():
             # The thread running this handler would show the handler itself;
             # it is sampled at the frame the signal interrupted instead.
@@ -120,21 +171,27 @@ class Sampler:
             entry = counts.get(key_t)
             if entry is None:
                 entry = counts[key_t] = [0, 0, _codes(top)]
-            entry[0] += 1
-            if self.track_cpu and self._on_cpu(ident):
-                entry[1] += 1
+            entry[0] += weight
+            if self.track_cpu:
+                entry[1] += self._on_cpu(ident, wall, weight)
 
-    def _on_cpu(self, ident: int) -> bool:
+    def _on_cpu(self, ident: int, wall: float, weight: int) -> int:
         try:
-            now = time.clock_gettime(time.pthread_getcpuclockid(ident))
+            cpu = time.clock_gettime(time.pthread_getcpuclockid(ident))
         except (OSError, OverflowError):
-            return False
+            return 0
         last = self._last_cpu.get(ident)
-        self._last_cpu[ident] = now
-        # A thread seen for the first time has no previous reading; count it as
-        # running only if it has used CPU at all, so a blocked thread started
-        # long ago does not show up as busy on its first sample.
-        return now > (last if last is not None else 0.0)
+        if last is None:
+            self._last_cpu[ident] = [cpu, wall, 0.0]
+            return 0
+        last_cpu, last_wall, credit = last
+        if self.interval > 0:
+            credit += (cpu - last_cpu) / self.interval
+        elif wall > last_wall:
+            credit += (cpu - last_cpu) / (wall - last_wall)
+        on_cpu = min(weight, max(0, int(credit + 0.5)))
+        last[:] = cpu, wall, credit - on_cpu
+        return on_cpu
 
     def take(self, reset: bool) -> list[tuple[Any, tuple[tuple[CodeType, int], ...], int, int]]:
         counts = self._counts

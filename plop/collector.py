@@ -59,6 +59,15 @@ MODES: dict[str, tuple[int, signal.Signals]] = {
     "real": (signal.ITIMER_REAL, signal.SIGALRM),
 }
 
+#: mode -> the clock_gettime() clock a sample's weight is measured on. Linux has
+#: no clock of user time alone, so ``virtual`` samples are weighted by user +
+#: system time, which for Python code is nearly all user time.
+_TIMER_CLOCK_IDS: dict[str, int] = {
+    "prof": time.CLOCK_PROCESS_CPUTIME_ID,
+    "virtual": time.CLOCK_PROCESS_CPUTIME_ID,
+    "real": time.CLOCK_MONOTONIC,
+}
+
 #: mode -> the clock its timer counts, for ``start(duration=...)``
 _CLOCKS: dict[str, Callable[[], float]] = {
     "prof": time.process_time,
@@ -103,7 +112,7 @@ class Collector:
         self.track_cpu = bool(track_cpu)
         self._timer, self._signal = MODES[mode]
         self._lock = threading.RLock()
-        self._sampler = Sampler(track_cpu=self.track_cpu)
+        self._sampler = Sampler(track_cpu=self.track_cpu, interval=interval, clock=_TIMER_CLOCK_IDS[mode])
         self._running = False
         self._previous_handler: Any = None
         self._start_clock = 0.0
@@ -248,6 +257,13 @@ class Collector:
         return self._sampler.samples_taken
 
     @property
+    def ticks(self) -> int:
+        """Intervals the samples stand for: each sample is weighted by the intervals
+        of the mode's clock since the previous one, as signals that arrive while
+        the main thread waits for the GIL or sits in a C call coalesce."""
+        return self._sampler.ticks
+
+    @property
     def sample_time(self) -> float:
         """Seconds spent inside the handler (misses the cost of signal delivery)."""
         return self._sampler.sample_time
@@ -287,6 +303,7 @@ class Collector:
             "python_implementation": platform.python_implementation(),
             "command": list(sys.argv),
             "samples_taken": self.samples_taken,
+            "ticks": self.ticks,
             "sample_time": round(self.sample_time, 6),
             "errors": self.errors,
             "track_cpu": self.track_cpu,
