@@ -240,7 +240,7 @@ def _exec_program(script: str | None, module: str | None, args: list[str]) -> No
     sys.path[0] = os.path.dirname(os.path.realpath(script))
     with open(script, "rb") as f:
         source = f.read()
-    code = compile(source, script, "exec", dont_inherit=True)
+    code = compile(source, main.__file__, "exec", dont_inherit=True)
     exec(code, main.__dict__)
 
 
