@@ -227,6 +227,8 @@ class LiveProfiler:
         self.overhead_budget = overhead_budget or None
         self.max_interval = max(1.0, interval)
         self.files: list[str] = []
+        #: windows cut so far (written or not)
+        self.windows_cut = 0
         self.running = False
         self.start_time: float | None = None
         self._root: Any = None
@@ -407,6 +409,7 @@ class LiveProfiler:
         if collector is None:
             return None
         t0 = time.perf_counter()
+        self.windows_cut += 1
         profile = collector.profile(reset=True)
         taken = collector.samples_taken
         ticks = getattr(collector, "ticks", taken)
