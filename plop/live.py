@@ -667,6 +667,17 @@ def start(
         handle = LiveProfiler(datadir=datadir, mode=mode, interval=interval, window=window,
                               service=service, labels=labels, max_files=max_files,
                               max_bytes=max_bytes, overhead_budget=overhead_budget)
+        return activate(handle)
+
+
+def activate(handle: LiveProfiler) -> LiveProfiler:
+    """Start a :class:`LiveProfiler` built by the caller as the process's one profiler."""
+    global _active
+    with _module_lock:
+        if _active is not None and _active.running:
+            raise RuntimeError(
+                "plop is already running in this process (mode %s, writing to %s); "
+                "call plop.stop() before starting it again" % (_active.mode, _active.datadir))
         handle.start()
         _active = handle
         return handle

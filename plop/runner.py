@@ -30,6 +30,7 @@ DEFAULT_DATADIR = "profiles"
 USAGE = (
     "python -m plop.collector [--mode prof|virtual|real] [--interval S] [--duration S]\n"
     "       [--datadir DIR | -o FILE] [--format plop|flamegraph|speedscope] [--max-stacks N]\n"
+    "       [--window S [--service NAME] [--max-files N] [--max-bytes N] [--label K=V]...]\n"
     "       (script.py | -m module) [args...]"
 )
 
@@ -49,8 +50,9 @@ def _parser() -> _Parser:
         usage=USAGE,
         description="Run a Python program under plop's sampling profiler and save its profile.",
     )
-    parser.add_argument("--mode", default="prof", choices=sorted(MODES),
-                        help="timer: prof = CPU time (default), virtual = user CPU, real = wall clock")
+    parser.add_argument("--mode", default=None, choices=sorted(MODES),
+                        help="timer: prof = CPU time (default), virtual = user CPU, real = wall clock "
+                             "(default with --window)")
     parser.add_argument("--interval", type=float, default=0.01,
                         help="seconds between samples (default 0.01)")
     parser.add_argument("--duration", type=float, default=None,
@@ -63,6 +65,19 @@ def _parser() -> _Parser:
                         help="file format (default plop, or what -o FILE's extension names)")
     parser.add_argument("--max-stacks", type=int, default=None, metavar="N",
                         help="keep only the N most frequent stacks (default: all)")
+    live = parser.add_argument_group("rolling profiles (docs/live.md)")
+    live.add_argument("--window", type=float, default=None, metavar="S",
+                      help="write one profile per S seconds into --datadir, for programs left running")
+    live.add_argument("--service", default=None, metavar="NAME",
+                      help="service name in the window files' names and metadata (default: the program's)")
+    live.add_argument("--max-files", type=int, default=None, metavar="N",
+                      help="keep at most N window files of this service in --datadir")
+    live.add_argument("--max-bytes", type=int, default=None, metavar="N",
+                      help="keep at most N bytes of this service's window files in --datadir")
+    live.add_argument("--label", action="append", default=[], metavar="K=V",
+                      help="a label stored in every window's metadata (repeatable)")
+    live.add_argument("--overhead-budget", type=float, default=0.01, metavar="F",
+                      help="lower the rate when sampling costs more than this share of CPU (default 0.01; 0 = never)")
     return parser
 
 
@@ -74,7 +89,8 @@ def split_argv(argv: list[str]) -> tuple[list[str], str | None, str | None, list
     Returns ``(plop_options, script, module, program_args)``.
     """
     takes_value = {"--mode", "--interval", "--duration", "--datadir", "-o", "--output",
-                   "--format", "-f", "--max-stacks"}
+                   "--format", "-f", "--max-stacks", "--window", "--service", "--max-files",
+                   "--max-bytes", "--label", "--overhead-budget"}
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -205,6 +221,66 @@ class _Run:
             _say(line)
 
 
+def _check_live_options(args: argparse.Namespace) -> dict[str, str]:
+    """Check the rolling-profile options; returns the labels."""
+    if args.window is None:
+        for option, value in (("--service", args.service), ("--max-files", args.max_files),
+                              ("--max-bytes", args.max_bytes), ("--label", args.label or None)):
+            if value is not None:
+                raise UsageError("%s only applies to rolling profiles (--window S)" % option)
+        return {}
+    if not 0 < args.window < float("inf"):
+        raise UsageError("--window must be a positive number of seconds, not %g" % args.window)
+    if args.output:
+        raise UsageError("--window writes one file per window into --datadir, not -o FILE")
+    if args.duration is not None or args.max_stacks is not None or args.format not in (None, "plop"):
+        raise UsageError("--window writes native profiles for as long as the program runs: "
+                         "--duration, --max-stacks and --format do not apply")
+    for option, value in (("--max-files", args.max_files), ("--max-bytes", args.max_bytes)):
+        if value is not None and value < 1:
+            raise UsageError("%s must be at least 1" % option)
+    if not args.overhead_budget >= 0:
+        raise UsageError("--overhead-budget must be a fraction >= 0")
+    labels = {}
+    for item in args.label:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError("--label takes KEY=VALUE, not %r" % item)
+        labels[key] = value
+    return labels
+
+
+def _run_rolling(args: argparse.Namespace, target: str, labels: dict[str, str], script: str | None,
+                 module: str | None, program_args: list[str]) -> None:
+    """Run the program with rolling profiles (plop.live), written until it exits."""
+    from plop import live
+
+    service = args.service or (target[:-3] if target.endswith(".py") else target)
+    try:
+        handle = live.LiveProfiler(
+            datadir=args.datadir or DEFAULT_DATADIR, mode=args.mode or "real", interval=args.interval,
+            window=args.window, service=service, labels=labels, max_files=args.max_files,
+            max_bytes=args.max_bytes, overhead_budget=args.overhead_budget or None)
+    except ValueError as exc:
+        sys.stderr.write("plop: error: %s\n" % exc)
+        sys.exit(2)
+    pid = os.getpid()
+
+    def summary() -> None:  # after plop's own exit hook (registered later) wrote the last window
+        if os.getpid() == pid and handle.files:
+            _say("wrote %d profile window(s) of service %s to %s" % (handle.files and len(handle.files),
+                                                                     handle.service, handle.datadir))
+
+    atexit.register(summary)
+    handle.set_root(_exec_program.__code__)
+    live.activate(handle)
+    try:
+        _exec_program(script, module, program_args)
+    except BaseException:
+        sys.excepthook = _trimming_excepthook(sys.excepthook, _exec_program.__code__)
+        raise
+
+
 def _trimming_excepthook(hook: Callable[..., Any], root: CodeType) -> Callable[..., Any]:
     """Wrap ``hook`` so tracebacks start at the program's frames, not plop's."""
 
@@ -258,6 +334,7 @@ def main(argv: list[str] | None = None) -> None:
             raise UsageError("--duration must be a positive number of seconds, not %g" % args.duration)
         if args.max_stacks is not None and args.max_stacks < 1:
             raise UsageError("--max-stacks must be at least 1")
+        labels = _check_live_options(args)
         if script is not None and not os.path.isfile(script):
             raise UsageError("can't open file %r: no such file" % script)
         if module is not None:
@@ -275,6 +352,11 @@ def main(argv: list[str] | None = None) -> None:
 
     target = module if module is not None else os.path.basename(script)  # type: ignore[arg-type]
     command = (["-m", module] if module is not None else [script]) + program_args  # type: ignore[list-item]
+    if args.window is not None:
+        _run_rolling(args, target, labels, script, module, program_args)
+        return
+    if args.mode is None:
+        args.mode = "prof"
     run = _Run(args, target, command)
     atexit.register(run.save)
     run.collector.set_root(_exec_program.__code__)

@@ -475,3 +475,42 @@ def test_overhead_budget_lowers_the_rate_and_says_so_once(tmp_path):
     assert wins[0].metadata["effective_interval"] == 0.002
     assert any(p.metadata["effective_interval"] > 0.002 for p in wins)
     assert all(p.metadata["interval"] == 0.002 and p.metadata["overhead_budget"] == 0.00001 for p in wins)
+
+
+def test_command_line_rolling_profiles_of_a_prefork_program(tmp_path):
+    (tmp_path / "server.py").write_text(textwrap.dedent('''
+        import os, sys, time
+        def serve(seconds):
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                sum(i * i for i in range(1000))
+        children = []
+        for _ in range(2):
+            pid = os.fork()
+            if pid == 0:
+                serve(0.8)
+                sys.exit(0)
+            children.append(pid)
+        serve(0.8)
+        for pid in children:
+            os.waitpid(pid, 0)
+        print("served", sys.argv[1:])
+    '''))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run([sys.executable, "-m", "plop.collector", "--window", "0.25", "--service", "api",
+                           "--max-files", "50", "--label", "env=test", "--datadir", "d", "server.py", "--x"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "served ['--x']\n"
+    wins = windows(tmp_path / "d", "api")
+    pids = {p.metadata["pid"] for _, p in wins}
+    assert len(pids) == 3  # the parent and its two workers
+    for _, prof in wins:
+        assert prof.metadata["labels"] == {"env": "test"} and prof.metadata["mode"] == "real"
+        for (_thread, stack) in prof.samples:
+            assert stack[0].funcname == "<module>"  # the runner's frames are hidden
+    assert "wrote" in proc.stderr and "api" in proc.stderr
+    bad = subprocess.run([sys.executable, "-m", "plop.collector", "--window", "1", "-o", "x.plop", "server.py"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--window" in bad.stderr
