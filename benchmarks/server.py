@@ -1,0 +1,96 @@
+"""Benchmark: a Tornado server doing real work, unprofiled vs rolling profiles at 100 and 1000 Hz.
+
+A closed-loop loopback load generator (a fixed number of keep-alive
+connections, each sending its next request when the previous answer is in)
+measures requests per second and p99 latency. The configurations are
+measured interleaved, round after round, each on a fresh server process, so
+a slow moment of the machine hits them all alike; the table shows medians
+over the rounds and the ratios to the unprofiled server.
+
+    python benchmarks/server.py [--rounds 4] [--seconds 3] [--connections 8]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CONFIGS = ["off", "100", "1000"]
+
+
+async def _client(port: int, deadline: float, latencies: list[float]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    request = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
+    try:
+        while time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            await reader.readexactly(length)
+            latencies.append(time.perf_counter() - t0)
+    finally:
+        writer.close()
+
+
+async def load(port: int, seconds: float, connections: int) -> tuple[float, float]:
+    latencies: list[float] = []
+    start = time.perf_counter()
+    await asyncio.gather(*(_client(port, start + seconds, latencies) for _ in range(connections)))
+    elapsed = time.perf_counter() - start
+    latencies.sort()
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    return len(latencies) / elapsed, p99
+
+
+def measure(config: str, datadir: str, seconds: float, connections: int, warmup: float) -> tuple[float, float]:
+    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "_server_app.py"), config, datadir],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(proc.stdout.readline())
+        asyncio.run(load(port, warmup, connections))
+        return asyncio.run(load(port, seconds, connections))
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--warmup", type=float, default=0.5)
+    args = parser.parse_args()
+    from plop.collector import Sampler
+
+    results: dict[str, list[tuple[float, float]]] = {c: [] for c in CONFIGS}
+    with tempfile.TemporaryDirectory() as datadir:
+        for r in range(args.rounds):
+            order = CONFIGS[r % 3:] + CONFIGS[:r % 3]  # rotate who goes first
+            for config in order:
+                results[config].append(measure(config, datadir, args.seconds, args.connections, args.warmup))
+        windows = len(os.listdir(datadir))
+    base_rps = statistics.median(x[0] for x in results["off"])
+    base_p99 = statistics.median(x[1] for x in results["off"])
+    print("plop server benchmark: %d rounds x %g s, %d connections, sampler %s, %d CPUs, %d window files"
+          % (args.rounds, args.seconds, args.connections, Sampler.__module__, os.cpu_count() or 0, windows))
+    print("%-22s %10s %10s %10s %10s" % ("configuration", "req/s", "p99 ms", "req/s x", "p99 x"))
+    names = {"off": "unprofiled", "100": "rolling real 100 Hz", "1000": "rolling real 1000 Hz"}
+    for config in CONFIGS:
+        rps = statistics.median(x[0] for x in results[config])
+        p99 = statistics.median(x[1] for x in results[config])
+        print("%-22s %10.0f %10.2f %10.3f %10.3f" % (names[config], rps, p99 * 1000, rps / base_rps, p99 / base_p99))
+
+
+if __name__ == "__main__":
+    main()
