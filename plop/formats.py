@@ -19,6 +19,7 @@ a viewer scanning thousands of unrelated files needs a single ``except``.
 """
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -26,6 +27,8 @@ import re
 import stat
 import tempfile
 from collections import defaultdict
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 from plop.profile import Frame, Profile, StackKey, from_stack_counts
@@ -237,6 +240,18 @@ def _check_metadata(meta: Any, name: str) -> dict[str, Any]:
 
 
 def _load_native(data: bytes, name: str) -> Profile:
+    # Parsing allocates millions of objects and none of them can form a cycle:
+    # the cyclic GC would only rescan them over and over (it doubles load time).
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _parse_native(data, name)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _parse_native(data: bytes, name: str) -> Profile:
     try:
         doc = json.loads(data)
     except json.JSONDecodeError as e:
@@ -272,52 +287,109 @@ def _load_native(data: bytes, name: str) -> Profile:
     if type(raw_frames) is not list:
         raise ProfileFormatError("'frames' must be a list", name)
     frames: list[Frame] = []
+    memo: dict[Any, Any] = {}  # share equal strings and ints: less memory, faster hashing
+    share = memo.setdefault
     for i, fr in enumerate(raw_frames):
         if (type(fr) is not list or len(fr) != 4 or type(fr[0]) is not str or type(fr[1]) is not str
                 or type(fr[2]) is not int or type(fr[3]) is not int or fr[2] < 0 or fr[3] < 0):
             raise ProfileFormatError(
                 f"frames[{i}] must be [filename, funcname, firstlineno, lineno] with line numbers >= 0, "
                 f"not {fr!r:.80}", name)
-        frames.append(Frame(*fr))
+        frames.append(Frame(share(fr[0], fr[0]), share(fr[1], fr[1]), share(fr[2], fr[2]), share(fr[3], fr[3])))
 
-    stacks = doc["stacks"]
-    if type(stacks) is not list:
+    rows = doc["stacks"]
+    if type(rows) is not list:
         raise ProfileFormatError("'stacks' must be a list", name)
-    samples: dict[StackKey, int] = {}
-    cpu: dict[StackKey, int] | None = {} if has_cpu else None
-    nthreads = len(threads)
-    get_frame = frames.__getitem__
-    for i, entry in enumerate(stacks):
-        if type(entry) is not list or len(entry) != 4:
-            raise ProfileFormatError(f"stacks[{i}] must be [thread, count, cpu_count, [frames]]", name)
-        t, n, c, idx = entry
-        if type(t) is not int or not 0 <= t < nthreads:
-            raise ProfileFormatError(f"stacks[{i}]: thread index {t!r:.40} out of range ({nthreads} threads)", name)
-        if type(n) is not int or not 0 <= n <= MAX_COUNT:
-            raise ProfileFormatError(f"stacks[{i}]: count must be an integer in 0..2**63-1, not {n!r:.40}", name)
-        if type(idx) is not list:
-            raise ProfileFormatError(f"stacks[{i}]: frames must be a list of frame indices", name)
-        try:
-            stack = tuple(map(get_frame, idx))
-            bad = idx and (min(idx) < 0 or not all(type(x) is int for x in idx))
-        except (IndexError, TypeError):
-            bad = True
-        if bad:
-            raise ProfileFormatError(
-                f"stacks[{i}]: frame indices must be integers in 0..{len(frames) - 1}", name)
-        key = (threads[t], stack)
-        if c is None:
-            if n == 0:
-                raise ProfileFormatError(f"stacks[{i}]: count must be positive", name)
-        elif cpu is None:
-            raise ProfileFormatError(f"stacks[{i}]: cpu count given but the file has no cpu table", name)
-        elif type(c) is not int or not 0 <= c <= MAX_COUNT:
-            raise ProfileFormatError(f"stacks[{i}]: cpu count must be null or an integer >= 0, not {c!r:.40}", name)
-        else:
-            cpu[key] = cpu.get(key, 0) + c
-        if n:
-            samples[key] = samples.get(key, 0) + n
+    if not rows:
+        return Profile({}, metadata, {} if has_cpu else None)
+    nthreads, nframes = len(threads), len(frames)
+
+    def bad() -> None:
+        _find_bad_stack(rows, nthreads, nframes, has_cpu, name)
+
+    # Validate column by column with C-speed builtins; only when something is
+    # wrong does _find_bad_stack walk the rows to name the first bad one.
+    if set(map(type, rows)) != {list} or set(map(len, rows)) != {5}:
+        bad()
+    ts, ns, cs, ks, idxs = zip(*rows)
+    if (set(map(type, ts)) != {int} or min(ts) < 0 or max(ts) >= nthreads
+            or set(map(type, ns)) != {int} or min(ns) < 0 or max(ns) > MAX_COUNT
+            or set(map(type, ks)) != {int} or min(ks) < 0 or set(map(type, idxs)) != {list}):
+        bad()
+    if any(idxs) and (set(map(type, chain.from_iterable(idxs))) != {int} or min(chain.from_iterable(idxs)) < 0):
+        bad()
+    if has_cpu:
+        cpu_values = [c for c in cs if c is not None]
+        if cpu_values and (set(map(type, cpu_values)) != {int} or min(cpu_values) < 0
+                           or max(cpu_values) > MAX_COUNT):
+            bad()
+    elif cs.count(None) != len(cs):
+        bad()
+    if 0 in ns and any(n == 0 and c is None for n, c in zip(ns, cs)):
+        bad()
+
+    # Stacks share the Frame objects of the frames table, and the leading
+    # frames of the previous stack: building one is a slice and one C-level
+    # itemgetter call.
+    getf = frames.__getitem__
+    keys: list[StackKey] = []
+    append = keys.append
+    prev: tuple[Frame, ...] = ()
+    try:
+        for t, k, idx in zip(ts, ks, idxs):
+            stack = itemgetter(*idx)(frames) if len(idx) > 1 else tuple(map(getf, idx))
+            if k:
+                if k > len(prev):
+                    bad()
+                stack = prev[:k] + stack
+            append((threads[t], stack))
+            prev = stack
+    except (IndexError, TypeError):
+        bad()
+    samples = dict(zip(keys, ns))
+    if len(samples) != len(keys) or 0 in ns:  # repeated stacks add up; skip cpu-only rows
+        samples = {}
+        for key, n in zip(keys, ns):
+            if n:
+                samples[key] = samples.get(key, 0) + n
+    cpu: dict[StackKey, int] | None = None
+    if has_cpu:
+        cpu = {}
+        for key, c in zip(keys, cs):
+            if c is not None:
+                cpu[key] = cpu.get(key, 0) + c
     return Profile(samples, metadata, cpu)
+
+
+def _find_bad_stack(rows: list[Any], nthreads: int, nframes: int, has_cpu: bool, name: str) -> None:
+    """Raise the ProfileFormatError naming the first malformed row of ``stacks``."""
+    prev_len = 0
+    for i, row in enumerate(rows):
+        where = f"stacks[{i}]"
+        if type(row) is not list or len(row) != 5:
+            raise ProfileFormatError(f"{where} must be [thread, count, cpu_count, shared, [frames]]", name)
+        t, n, c, k, idx = row
+        if type(t) is not int or not 0 <= t < nthreads:
+            raise ProfileFormatError(f"{where}: thread index {t!r:.40} out of range ({nthreads} threads)", name)
+        if type(n) is not int or not 0 <= n <= MAX_COUNT:
+            raise ProfileFormatError(f"{where}: count must be an integer in 0..2**63-1, not {n!r:.40}", name)
+        if c is not None and not has_cpu:
+            raise ProfileFormatError(f"{where}: cpu count given but the file has no cpu table (\"cpu\": false)", name)
+        if c is not None and (type(c) is not int or not 0 <= c <= MAX_COUNT):
+            raise ProfileFormatError(f"{where}: cpu count must be null or an integer >= 0, not {c!r:.40}", name)
+        if n == 0 and c is None:
+            raise ProfileFormatError(f"{where}: count must be positive", name)
+        if type(k) is not int or not 0 <= k <= prev_len:
+            raise ProfileFormatError(
+                f"{where}: shared prefix {k!r:.40} must be an integer in 0..{prev_len} "
+                f"(the previous stack's depth)", name)
+        if type(idx) is not list:
+            raise ProfileFormatError(f"{where}: frames must be a list of frame indices", name)
+        for x in idx:
+            if type(x) is not int or not 0 <= x < nframes:
+                raise ProfileFormatError(f"{where}: frame index {x!r:.40} out of range ({nframes} frames)", name)
+        prev_len = k + len(idx)
+    raise AssertionError("_find_bad_stack found nothing wrong")  # pragma: no cover
 
 
 # ----- legacy
@@ -670,8 +742,14 @@ def _dump_native(profile: Profile) -> bytes:
         n = _count(profile.samples.get(key, 0), key)
         c = None if cpu is None or key not in cpu else _count(cpu[key], key)
         if n or c is not None:
-            rows.append((tindex[key[0]], [index[f] for f in key[1]], n, c))
-    rows.sort(key=lambda r: (r[0], r[1]))
+            rows.append(([index[f] for f in key[1]], tindex[key[0]], n, c))
+    rows.sort()  # by stack, then thread: neighbours share long prefixes
+    lines = []
+    prev: list[int] = []
+    for idx, t, n, c in rows:
+        k = _common_prefix(prev, idx)
+        lines.append("[%d,%d,%s,%d,[%s]]" % (t, n, "null" if c is None else c, k, ",".join(map(str, idx[k:]))))
+        prev = idx
     dump = json.dumps
     out = [
         '{"plop": %d,\n"cpu": %s,\n"metadata": %s,\n"threads": %s,\n"frames": [\n'
@@ -679,11 +757,24 @@ def _dump_native(profile: Profile) -> bytes:
            dump(meta, allow_nan=False, sort_keys=True), dump(threads)),
         ",\n".join(dump(list(f), separators=(",", ":")) for f in frames),
         '\n],\n"stacks": [\n',
-        ",\n".join("[%d,%d,%s,[%s]]" % (t, n, "null" if c is None else c, ",".join(map(str, idx)))
-                   for t, idx, n, c in rows),
+        ",\n".join(lines),
         "\n]}\n",
     ]
     return "".join(out).encode("ascii")
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    """Length of the common prefix of two lists, by binary search on C-level slice compares."""
+    lo, hi = 0, min(len(a), len(b))
+    if a[:hi] == b[:hi]:
+        return hi
+    while lo < hi:  # invariant: a[:lo] == b[:lo] and a[:hi+1] != b[:hi+1]
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 # ";" separates frames and line breaks separate stacks: neither may survive in a name.

@@ -1,0 +1,99 @@
+"""Time loading a large native profile: 1,000,000 samples in 100,000 distinct stacks.
+
+Stacks are ~30 frames deep (22..38) over 5,000 distinct functions, each seen
+at a few lines (25,000 distinct frames), on four threads. By default they are
+paths of a call tree, as real profiles are: each new stack keeps a prefix of
+an earlier one and calls on from there. ``--shape random`` makes every stack
+30-odd independent random frames instead, a worst case no program produces.
+Counts are skewed like real ones (a few hot stacks, a long tail).
+
+The first number (no on-CPU table) is the target: well under 1 s on the
+project's 2-core machine. A profile with an on-CPU table pays for one more
+dict of 100,000 stack keys, reported on the second line.
+
+    python benchmarks/load_native.py [--shape tree|random] [--stacks N] [--samples N] [--repeat N]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from plop import formats  # noqa: E402
+from plop.profile import Frame, Profile  # noqa: E402
+
+THREADS = ["MainThread", "worker-1", "worker-2", "ThreadPoolExecutor-0_0"]
+
+
+def make_profile(n_stacks: int = 100_000, n_samples: int = 1_000_000, *, shape: str = "tree",
+                 n_functions: int = 5000, depth: int = 30, cpu: bool = False, seed: int = 1) -> Profile:
+    """A synthetic profile of the requested size (deterministic for a seed)."""
+    rng = random.Random(seed)
+    frames = [Frame(f"/srv/app/pkg{i % 50}/module{i % 400}.py", f"func_{i}", 10 + i % 700, 12 + i % 700 + line)
+              for i in range(n_functions) for line in range(5)]
+    keys: list[tuple[str, tuple[Frame, ...]]] = []
+    seen: set[tuple[str, tuple[Frame, ...]]] = set()
+    while len(keys) < n_stacks:
+        d = rng.randint(depth - 8, depth + 8)
+        if shape == "tree" and keys:
+            src = rng.choice(keys)[1]
+            keep = max(0, min(d, len(src)) - 1 - int(rng.expovariate(1 / 6)))
+            stack = src[:keep] + tuple(rng.choice(frames) for _ in range(max(1, d - keep)))
+        else:
+            stack = tuple(rng.choice(frames) for _ in range(d))
+        key = (rng.choice(THREADS), stack)
+        if key not in seen:
+            seen.add(key)
+            keys.append(key)
+    counts = [1] * len(keys)
+    for _ in range(n_samples - len(keys)):
+        i = int(rng.paretovariate(1.1)) - 1 if rng.random() < 0.3 else rng.randrange(len(keys))
+        counts[min(i, len(keys) - 1)] += 1
+    samples = dict(zip(keys, counts))
+    cpu_samples = {k: n // 2 for k, n in samples.items() if n // 2} if cpu else None
+    metadata = {"mode": "real", "interval": 0.01, "command": ["app.py"], "start_time": 1.7e9,
+                "duration": n_samples * 0.01, "samples_taken": n_samples}
+    return Profile(samples, metadata, cpu_samples)
+
+
+def time_load(profile: Profile, repeat: int) -> tuple[float, int]:
+    """Best load time of ``profile`` written to a native file, and the file's size."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "big.plop")
+        formats.dump(profile, path)
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            loaded = formats.load(path)
+            times.append(time.perf_counter() - start)
+        assert loaded == profile, "round trip changed the profile"
+        return min(times), os.path.getsize(path)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shape", choices=("tree", "random"), default="tree")
+    ap.add_argument("--stacks", type=int, default=100_000)
+    ap.add_argument("--samples", type=int, default=1_000_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+
+    results = []
+    for cpu in (False, True):
+        profile = make_profile(args.stacks, args.samples, shape=args.shape, cpu=cpu)
+        best, size = time_load(profile, args.repeat)
+        results.append(best)
+        print(f"{'with' if cpu else 'no  '} cpu table: {len(profile.samples):,} stacks / "
+              f"{profile.total_samples:,} samples ({args.shape}), {size / 1e6:.1f} MB: "
+              f"load {best:.3f} s (best of {args.repeat})")
+    return 0 if results[0] < 1.0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
