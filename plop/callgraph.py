@@ -83,7 +83,7 @@ def group_of(filename: str, app_root: str = "") -> str:
         return filename
     parts = [p for p in re.split(r"[\\/]+", filename) if p not in ("", ".")]
     if not parts:
-        return filename
+        return filename or "(no file)"
     for i in range(len(parts) - 2, -1, -1):
         if _LIBRARY_DIR.match(parts[i]):
             return _module(parts[i + 1])
@@ -101,10 +101,12 @@ def _module(component: str) -> str:
 
 
 def app_root(filenames: list[str]) -> str:
-    """The deepest directory holding every absolute, non-library file of a profile.
+    """The directory below which `group_of` names a profile's own packages.
 
-    Used by `group_of` to colour a program's own packages apart. Empty when
-    there are no such files.
+    Starts from the deepest directory holding every absolute, non-library
+    file; when some files lie directly in it and others deeper, it is a
+    package and its parent is returned, so the package gets its name. Empty
+    when there are no such files.
     """
     dirs = []
     for name in filenames:
@@ -117,8 +119,8 @@ def app_root(filenames: list[str]) -> str:
     if not dirs:
         return ""
     common = os.path.commonprefix(dirs)
-    # A lone file would make its own directory the root; keep one level for grouping.
-    if len(dirs) == 1 or all(len(d) == len(common) for d in dirs):
+    depths = {len(d) == len(common) for d in dirs}
+    if depths == {True, False}:
         common = common[:-1]
     return "/".join(common)
 

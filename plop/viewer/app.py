@@ -1,0 +1,305 @@
+"""The viewer's Tornado application: routes and thin handlers.
+
+Routes (documented with their JSON shapes in docs/viewer.md):
+
+* ``/``: the index of the data directory's profiles (HTML, works without JavaScript);
+* ``/api/profiles``: the same index as JSON;
+* ``/view?filename=NAME``: the call-graph page of one profile;
+* ``/data?filename=NAME``: its call graph as JSON.
+
+File-system and CPU-heavy work (listing, loading, graph building) runs in a
+thread pool so one large profile does not stall other requests.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import traceback
+from typing import Any, Callable, TypeVar
+from urllib.parse import quote
+
+import tornado.web
+from tornado.ioloop import IOLoop
+
+from plop import formats
+from plop.callgraph import VIEWS, CallGraph, select
+from plop.profile import Profile
+from plop.viewer.listing import DataDirectory, Entry, LRUCache, reason
+from plop.viewer.templating import make_environment
+
+_T = TypeVar("_T")
+
+STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
+#: Nodes the graph page asks for when the URL does not say.
+DEFAULT_MAX_NODES = 100
+
+# Pages load only their own scripts and styles, and nothing can frame them.
+_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+class Viewer:
+    """What the handlers share: the data directory, templates and graph caches."""
+
+    def __init__(self, datadir: str) -> None:
+        self.datadir = DataDirectory(datadir)
+        self.templates = make_environment()
+        self._graphs = LRUCache(8)
+        self._threads = LRUCache(16)
+
+    def threads(self, entry: Entry, profile: Profile) -> list[dict[str, Any]]:
+        """The threads of a profile with their sample counts, most sampled first."""
+        threads = self._threads.get(entry.key)
+        if threads is None:
+            counts: dict[str, int] = {}
+            for (thread, _stack), n in profile.samples.items():
+                counts[thread] = counts.get(thread, 0) + n
+            threads = [{"name": t, "samples": counts[t]} for t in sorted(counts, key=lambda t: (-counts[t], t))]
+            self._threads.put(entry.key, threads)
+        return threads
+
+    def graph(self, entry: Entry, profile: Profile, view: str, thread: str | None) -> CallGraph:
+        """The complete call graph of one view of a profile (cached per file version)."""
+        key = (entry.key, view, thread)
+        graph = self._graphs.get(key)
+        if graph is None:
+            graph = CallGraph.from_profile(select(profile, view, thread))
+            self._graphs.put(key, graph)
+        return graph
+
+
+def view_url(name: str, **params: str) -> str:
+    """``/view?filename=NAME`` with the name (and any other parameters) URL-encoded."""
+    query = "&".join("%s=%s" % (k, quote(v, safe="")) for k, v in [("filename", name), *params.items()])
+    return "/view?" + query
+
+
+def data_url(name: str) -> str:
+    """``/data?filename=NAME`` with the name URL-encoded."""
+    return "/data?filename=" + quote(name, safe="")
+
+
+def entry_json(entry: Entry) -> dict[str, Any]:
+    """One profile of the index as ``/api/profiles`` serves it (docs/viewer.md)."""
+    status = "error" if entry.error else "pending" if entry.pending else "ok"
+    item: dict[str, Any] = {
+        "name": entry.name,
+        "status": status,
+        "error": entry.error,
+        "format": entry.format,
+        "size": entry.size,
+        "mtime": entry.mtime,
+        "view_url": view_url(entry.name) if status != "error" else None,
+        "data_url": data_url(entry.name) if status != "error" else None,
+    }
+    summary = entry.summary or {}
+    for key in ("samples", "stacks", "threads", "has_cpu", "command", "start_time", "duration", "mode",
+                "interval", "hostname", "pid", "service"):
+        item[key] = summary.get(key)
+    return item
+
+
+def listing_signature(entries: list[Entry]) -> str:
+    """A short hash that changes whenever the index would look different."""
+    digest = hashlib.sha1()
+    for e in entries:
+        digest.update(repr((e.name, e.size, e.mtime_ns, e.error, e.pending)).encode("utf-8", "replace"))
+    return digest.hexdigest()[:16]
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    """Shared plumbing: templates, JSON, the thread pool, error pages."""
+
+    #: Answer errors with JSON instead of an HTML page.
+    json_errors = False
+
+    @property
+    def viewer(self) -> Viewer:
+        return self.settings["viewer"]
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Security-Policy", _CSP)
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Referrer-Policy", "same-origin")
+
+    async def run(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run a blocking function in the IOLoop's thread pool."""
+        return await IOLoop.current().run_in_executor(None, fn, *args)
+
+    def render_page(self, template: str, **context: Any) -> None:
+        """Render a Jinja2 template (autoescaped) and finish the request."""
+        page = self.viewer.templates.get_template(template)
+        self.set_header("Content-Type", "text/html; charset=UTF-8")
+        self.finish(page.render(static_url=self.static_url, view_url=view_url, **context))
+
+    def finish_json(self, value: Any) -> None:
+        """Finish the request with ``value`` as compact JSON."""
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(json.dumps(value, separators=(",", ":"), allow_nan=False))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """An error page (or JSON) with a message for a person; tracebacks only with ``--debug``."""
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, tornado.web.HTTPError) and exc.log_message:
+            message = exc.log_message % exc.args if exc.args else exc.log_message
+        elif status_code >= 500:
+            message = "internal error: the server's log has the details"
+        else:
+            message = self._reason
+        trace = None
+        if self.settings.get("serve_traceback") and "exc_info" in kwargs:
+            trace = "".join(traceback.format_exception(*kwargs["exc_info"]))
+        if self.json_errors:
+            error: dict[str, Any] = {"status": status_code, "message": message}
+            if trace:
+                error["traceback"] = trace
+            self.finish_json({"error": error})
+        else:
+            self.render_page("error.html", status=status_code, reason=self._reason, message=message, trace=trace)
+
+    async def get_profile(self) -> tuple[Entry, Profile]:
+        """The entry and profile named by ``?filename=``: 404 unless it is a profile
+        in the data directory, 422 when it cannot be read."""
+        name = self.get_argument("filename")
+        entry = await self.run(self.viewer.datadir.lookup, name)
+        if entry is None or not entry.is_profile:
+            raise tornado.web.HTTPError(404, "no profile named %r in the data directory", name)
+        if entry.error:
+            raise tornado.web.HTTPError(422, "%s cannot be read: %s", name, entry.error)
+        try:
+            profile = await self.run(self.viewer.datadir.load, entry)
+        except formats.ProfileFormatError as e:
+            raise tornado.web.HTTPError(422, "%s cannot be read: %s", name, reason(e)) from None
+        return entry, profile
+
+    def get_selection(self, profile: Profile) -> tuple[str, str | None]:
+        """The ``view`` and ``thread`` parameters, checked against the profile (400 if bad)."""
+        view = self.get_argument("view", "wall") or "wall"
+        thread = self.get_argument("thread", None)
+        if view not in VIEWS:
+            raise tornado.web.HTTPError(400, "unknown view %r: use one of %s", view, ", ".join(VIEWS))
+        if view == "cpu" and not profile.has_cpu:
+            raise tornado.web.HTTPError(
+                400, "this profile has no on-CPU counts, so it has no cpu view (only wall-clock "
+                "profiles taken with CPU tracking have one)")
+        return view, thread
+
+    def get_max_nodes(self) -> int | None:
+        """The ``max_nodes`` parameter: a positive integer, or ``None`` for all (400 if bad)."""
+        value = self.get_argument("max_nodes", None)
+        if value in (None, "", "all"):
+            return None
+        if not value.isdigit() or int(value) < 1:
+            raise tornado.web.HTTPError(400, "max_nodes must be a positive integer or 'all', not %r", value)
+        return int(value)
+
+
+class IndexHandler(BaseHandler):
+    """``/``: the profiles of the data directory, newest first."""
+
+    async def get(self) -> None:
+        entries = await self.run(self.viewer.datadir.scan)
+        self.render_page(
+            "index.html",
+            entries=entries,
+            datadir=self.viewer.datadir.root,
+            ignored=self.viewer.datadir.ignored,
+            signature=listing_signature(entries),
+        )
+
+
+class ProfilesHandler(BaseHandler):
+    """``/api/profiles``: the index as JSON."""
+
+    json_errors = True
+
+    async def get(self) -> None:
+        entries = await self.run(self.viewer.datadir.scan)
+        self.finish_json(
+            {
+                "datadir": self.viewer.datadir.root,
+                "signature": listing_signature(entries),
+                "ignored": self.viewer.datadir.ignored,
+                "profiles": [entry_json(e) for e in entries],
+            }
+        )
+
+
+class ViewHandler(BaseHandler):
+    """``/view?filename=NAME``: the call-graph page (the original plop's URL)."""
+
+    async def get(self) -> None:
+        entry, profile = await self.get_profile()
+        view, thread = self.get_selection(profile)
+        threads = await self.run(self.viewer.threads, entry, profile)
+        if thread is not None and thread not in {t["name"] for t in threads}:
+            raise tornado.web.HTTPError(400, "this profile has no thread named %r", thread)
+        self.render_page(
+            "view.html",
+            entry=entry,
+            metadata=profile.metadata,
+            summary=entry.summary or {},
+            view=view,
+            thread=thread,
+            threads=threads,
+            has_cpu=profile.has_cpu,
+            max_nodes=self.get_max_nodes() if "max_nodes" in self.request.arguments else DEFAULT_MAX_NODES,
+            node_choices=(25, 50, 100, 200, 400),
+            data_url=data_url(entry.name),
+        )
+
+
+class DataHandler(BaseHandler):
+    """``/data?filename=NAME``: the call graph as JSON."""
+
+    json_errors = True
+
+    async def get(self) -> None:
+        entry, profile = await self.get_profile()
+        view, thread = self.get_selection(profile)
+        max_nodes = self.get_max_nodes()
+        threads = await self.run(self.viewer.threads, entry, profile)
+        if thread is not None and thread not in {t["name"] for t in threads}:
+            raise tornado.web.HTTPError(400, "this profile has no thread named %r", thread)
+        graph = await self.run(self.viewer.graph, entry, profile, view, thread)
+        data = await self.run(graph.data, max_nodes)
+        data.update(
+            filename=entry.name,
+            format=entry.format,
+            view=view,
+            views=list(VIEWS) if profile.has_cpu else ["wall"],
+            thread=thread,
+            threads=threads,
+            max_nodes=max_nodes,
+        )
+        self.finish_json(data)
+
+
+class NotFoundHandler(BaseHandler):
+    """Every other URL: a 404 page."""
+
+    def prepare(self) -> None:
+        raise tornado.web.HTTPError(404, "there is no page at %s", self.request.path)
+
+
+def make_app(datadir: str, debug: bool = False) -> tornado.web.Application:
+    """The viewer application serving the profiles in ``datadir``.
+
+    ``debug`` turns on Tornado's debug mode: autoreload, and tracebacks in
+    error pages.
+    """
+    return tornado.web.Application(
+        [
+            (r"/", IndexHandler),
+            (r"/api/profiles", ProfilesHandler),
+            (r"/view", ViewHandler),
+            (r"/data", DataHandler),
+        ],
+        viewer=Viewer(datadir),
+        static_path=STATIC_DIR,
+        default_handler_class=NotFoundHandler,
+        debug=debug,
+    )

@@ -1,0 +1,352 @@
+// The call graph in SVG: a D3 force layout, layered top-down from the roots.
+//
+// One <circle> per node of the /data response (area proportional to self
+// samples), one curved path plus an arrowhead per edge (width proportional to
+// the samples under the call). Labels keep a constant size on screen and are
+// shown greedily, heaviest functions first, wherever they do not overlap.
+
+import { fmtPct, shorten } from "./util.js";
+
+const d3 = window.d3;
+
+const LABEL_PX = 12;         // label font size on screen
+const LEVEL_GAP = 90;        // vertical distance between call depths
+const MIN_RADIUS = 4;        // a function with no self samples is still visible
+const LAYOUT_BUDGET_MS = 600; // synchronous layout before the first paint
+
+export class GraphView {
+  /**
+   * @param {SVGSVGElement} svg
+   * @param {object} on callbacks: hover(node, event), leave(node), select(node), background(),
+   *   and insets() -> {left, right}: pixels covered by panels at the sides
+   */
+  constructor(svg, on) {
+    this.svg = d3.select(svg);
+    this.on = on;
+    this.insets = on.insets;
+    this.viewport = this.svg.append("g").attr("class", "viewport");
+    this.edgeLayer = this.viewport.append("g").attr("class", "edges");
+    this.nodeLayer = this.viewport.append("g").attr("class", "nodes");
+    this.transform = d3.zoomIdentity;
+    this.zoom = d3.zoom()
+      .scaleExtent([0.03, 8])
+      .on("zoom", (event) => {
+        this.transform = event.transform;
+        this.viewport.attr("transform", event.transform);
+        this.scheduleLabels();
+      });
+    this.svg.call(this.zoom).on("dblclick.zoom", null);
+    this.svg.on("click", (event) => {
+      if (event.target === this.svg.node()) this.on.background();
+    });
+    this.simulation = null;
+    this.labelFrame = 0;
+    this.emphasised = new Set(); // nodes whose labels are placed first
+  }
+
+  /** Draw a /data response; resolves once the layout is settled and interactive. */
+  render(data, colorOf) {
+    if (this.simulation) this.simulation.stop();
+    this.svg.attr("data-layout", "running");
+    const nodes = data.nodes.map((n) => ({ ...n }));
+    const byId = new Map(nodes.map((n) => [n.id, n]));
+    const edges = data.edges
+      .filter((e) => byId.has(e.source) && byId.has(e.target))
+      .map((e) => ({ ...e, source: byId.get(e.source), target: byId.get(e.target) }));
+    this.nodes = nodes;
+    this.edges = edges;
+    this.byId = byId;
+
+    const maxSelf = d3.max(nodes, (n) => n.self) || 1;
+    const maxRadius = Math.max(16, Math.min(40, 40 * Math.sqrt(100 / Math.max(nodes.length, 1))));
+    const maxWeight = d3.max(edges, (e) => e.weight) || 1;
+    for (const n of nodes) n.r = Math.max(MIN_RADIUS, maxRadius * Math.sqrt(n.self / maxSelf));
+    for (const e of edges) e.width = Math.max(1, 12 * (e.weight / maxWeight));
+    placeInLayers(nodes, edges);
+
+    this.edgeSel = this.edgeLayer.selectAll("g.link")
+      .data(edges)
+      .join((enter) => {
+        const g = enter.append("g").attr("class", "link");
+        g.append("path").attr("class", (e) => (e.inferred ? "edge inferred" : "edge"))
+          .attr("stroke-width", (e) => e.width);
+        g.append("path").attr("class", "arrow");
+        return g;
+      });
+    this.nodeSel = this.nodeLayer.selectAll("g.node")
+      .data(nodes, (n) => n.id)
+      .join((enter) => {
+        const g = enter.append("g").attr("class", "node");
+        g.append("circle");
+        const text = g.append("text").attr("text-anchor", "middle");
+        text.append("tspan").attr("class", "name");
+        text.append("tspan").attr("class", "pct").attr("x", 0);
+        return g;
+      });
+    this.nodeSel.attr("data-id", (n) => n.id);
+    this.nodeSel.select("circle").attr("r", (n) => n.r).attr("fill", (n) => colorOf(n));
+    this.nodeSel.select("tspan.name").text((n) => shorten(n.funcname, 32));
+    this.nodeSel.select("tspan.pct").text((n) => fmtPct(n.total, data.total_samples));
+    this.nodeSel
+      .on("pointerenter", (event, n) => this.on.hover(n, event))
+      .on("pointermove", (event, n) => this.on.hover(n, event))
+      .on("pointerleave", (event, n) => this.on.leave(n))
+      .on("click", (event, n) => { event.stopPropagation(); this.on.select(n); })
+      .on("dblclick", (event, n) => { event.stopPropagation(); n.fx = n.fy = null; this.updatePinned(); this.simulation.alpha(0.2).restart(); })
+      .call(this.dragBehaviour());
+    this.measureLabels();
+
+    const simulation = d3.forceSimulation(nodes)
+      .force("link", d3.forceLink(edges).distance((e) => e.source.r + e.target.r + 46))
+      .force("charge", d3.forceManyBody().strength((n) => -260 - 12 * n.r).distanceMax(900))
+      .force("collide", d3.forceCollide((n) => Math.max(n.r + 10, Math.min(n.labelWidth, 190) * 0.45)).strength(0.9))
+      .force("layer", d3.forceY((n) => n.layer * LEVEL_GAP).strength(0.25))
+      .force("center", d3.forceX(0).strength(0.015))
+      .stop();
+    this.simulation = simulation;
+    const started = performance.now();
+    while (simulation.alpha() > simulation.alphaMin() && performance.now() - started < LAYOUT_BUDGET_MS) simulation.tick();
+    this.tick();
+    this.fit(0);
+
+    return new Promise((resolve) => {
+      const settled = () => {
+        this.svg.attr("data-layout", "done");
+        this.scheduleLabels();
+        resolve();
+      };
+      simulation.on("tick", () => this.tick());
+      if (simulation.alpha() <= simulation.alphaMin()) {
+        settled();
+      } else {
+        simulation.on("end", () => { simulation.on("end", null); this.fit(300); settled(); });
+        simulation.restart();
+      }
+    });
+  }
+
+  /** Position every element from the simulation's coordinates. */
+  tick() {
+    this.nodeSel.attr("transform", (n) => `translate(${n.x},${n.y})`);
+    this.edgeSel.each(function (e) {
+      const shape = edgeShape(e);
+      const paths = this.childNodes;
+      paths[0].setAttribute("d", shape.line);
+      paths[1].setAttribute("d", shape.head);
+    });
+    this.scheduleLabels();
+  }
+
+  dragBehaviour() {
+    return d3.drag()
+      .clickDistance(4)
+      .on("start", (event, n) => {
+        if (!event.active) this.simulation.alphaTarget(0.15).restart();
+        n.fx = n.x;
+        n.fy = n.y;
+      })
+      .on("drag", (event, n) => {
+        n.fx = event.x;
+        n.fy = event.y;
+      })
+      .on("end", (event) => {
+        if (!event.active) this.simulation.alphaTarget(0);
+        this.updatePinned();
+      });
+  }
+
+  updatePinned() {
+    this.nodeSel.classed("pinned", (n) => n.fx !== null && n.fx !== undefined);
+  }
+
+  /** Release every dragged node. */
+  unpinAll() {
+    for (const n of this.nodes || []) n.fx = n.fy = null;
+    this.updatePinned();
+    if (this.simulation) this.simulation.alpha(0.3).restart();
+  }
+
+  /**
+   * Zoom so that the given nodes (default: all) fill the view, leaving
+   * `this.insets` (left and right, in pixels) free for overlaid panels.
+   */
+  fit(duration = 400, nodes = this.nodes) {
+    if (!nodes || !nodes.length) return;
+    const { width, height } = this.svg.node().getBoundingClientRect();
+    const pad = 32, { left, right } = this.insets();
+    const x0 = d3.min(nodes, (n) => n.x - n.r - 60), x1 = d3.max(nodes, (n) => n.x + n.r + 60);
+    const y0 = d3.min(nodes, (n) => n.y - n.r - 10), y1 = d3.max(nodes, (n) => n.y + n.r + 34);
+    const free = width - left - right - 2 * pad;
+    const scale = Math.min(1.6, Math.max(0.03, Math.min(free / (x1 - x0), (height - 2 * pad) / (y1 - y0))));
+    const t = d3.zoomIdentity.translate(left + pad + free / 2, height / 2).scale(scale).translate(-(x0 + x1) / 2, -(y0 + y1) / 2);
+    (duration ? this.svg.transition().duration(duration) : this.svg).call(this.zoom.transform, t);
+  }
+
+  /**
+   * Emphasise some nodes: `lit` nodes stay opaque, the rest fade (when `dim`);
+   * edges into / out of `selected` are coloured; `matches` get a ring.
+   */
+  highlight({ selected = null, lit = null, matches = null }) {
+    const dim = lit !== null;
+    this.viewport.classed("dim", dim);
+    this.nodeSel
+      .classed("selected", (n) => n === selected)
+      .classed("lit", (n) => dim && lit.has(n))
+      .classed("match", (n) => matches !== null && matches.has(n));
+    this.emphasised = new Set([...(selected ? [selected] : []), ...(lit || []), ...(matches || [])]);
+    this.edgeSel.each(function (e) {
+      const into = selected !== null && e.target === selected;
+      const out = selected !== null && e.source === selected && !into;
+      const litEdge = dim && !selected && lit.has(e.source) && lit.has(e.target);
+      for (const path of this.childNodes) {
+        path.classList.toggle("in", into);
+        path.classList.toggle("out", out);
+        path.classList.toggle("lit", litEdge);
+      }
+    });
+    this.scheduleLabels();
+  }
+
+  /** Measure each label once (at the base font size) for collision tests. */
+  measureLabels() {
+    this.viewport.style("font-size", `${LABEL_PX}px`);
+    this.nodeSel.each(function (n) {
+      const name = this.querySelector("tspan.name");
+      n.labelWidth = name.getComputedTextLength() + 6;
+    });
+  }
+
+  scheduleLabels() {
+    if (this.labelFrame) return;
+    this.labelFrame = requestAnimationFrame(() => {
+      this.labelFrame = 0;
+      this.placeLabels();
+    });
+  }
+
+  /**
+   * Keep labels LABEL_PX tall on screen and show as many as fit: emphasised
+   * nodes first, then the heaviest, skipping any that would overlap one already placed (a grid of
+   * screen cells keeps this linear).
+   */
+  placeLabels() {
+    if (!this.nodeSel) return;
+    const k = this.transform.k;
+    this.viewport.style("font-size", `${LABEL_PX / k}px`);
+    this.nodeSel.select("text").attr("stroke-width", 3 / k);
+    this.nodeSel.select("tspan.name").attr("x", 0).attr("y", (n) => n.r + (LABEL_PX + 1) / k);
+    this.nodeSel.select("tspan.pct").attr("dy", `${1.15}em`);
+    const first = this.emphasised;
+    const order = [...this.nodes].sort((a, b) =>
+      first.has(b) - first.has(a) || b.total + b.self - (a.total + a.self));
+    const cell = 80;
+    const grid = new Map();
+    const boxes = [];
+    const shown = new Set();
+    for (const n of order) {
+      const [sx, sy] = this.transform.apply([n.x, n.y]);
+      const w = n.labelWidth, top = sy + n.r * k + 2;
+      const box = [sx - w / 2, top, sx + w / 2, top + 2.3 * LABEL_PX];
+      const cells = [];
+      let clash = false;
+      for (let gx = Math.floor(box[0] / cell); gx <= Math.floor(box[2] / cell) && !clash; gx++) {
+        for (let gy = Math.floor(box[1] / cell); gy <= Math.floor(box[3] / cell); gy++) {
+          const key = gx + "," + gy;
+          cells.push(key);
+          for (const other of grid.get(key) || []) {
+            const o = boxes[other];
+            if (box[0] < o[2] && o[0] < box[2] && box[1] < o[3] && o[1] < box[3]) { clash = true; break; }
+          }
+          if (clash) break;
+        }
+      }
+      if (clash) continue;
+      boxes.push(box);
+      for (const key of cells) {
+        if (!grid.has(key)) grid.set(key, []);
+        grid.get(key).push(boxes.length - 1);
+      }
+      shown.add(n);
+    }
+    this.nodeSel.classed("label-hidden", (n) => !shown.has(n));
+  }
+}
+
+/** Assign each node a call depth (`layer`) and a starting position in its layer. */
+function placeInLayers(nodes, edges) {
+  const callees = new Map(nodes.map((n) => [n, []]));
+  const hasCaller = new Set();
+  for (const e of edges) {
+    if (e.source === e.target) continue;
+    callees.get(e.source).push(e.target);
+    hasCaller.add(e.target);
+  }
+  for (const n of nodes) n.layer = undefined;
+  const byWeight = [...nodes].sort((a, b) => b.total - a.total);
+  let frontier = byWeight.filter((n) => !hasCaller.has(n));
+  if (!frontier.length && byWeight.length) frontier = [byWeight[0]];
+  for (const n of frontier) n.layer = 0;
+  // Breadth-first from the roots; nodes only reachable through a cycle start a new search.
+  for (;;) {
+    while (frontier.length) {
+      const next = [];
+      for (const n of frontier) {
+        for (const c of callees.get(n)) {
+          if (c.layer === undefined) { c.layer = n.layer + 1; next.push(c); }
+        }
+      }
+      frontier = next;
+    }
+    const rest = byWeight.find((n) => n.layer === undefined);
+    if (!rest) break;
+    rest.layer = 0;
+    frontier = [rest];
+  }
+  const perLayer = d3.group(byWeight, (n) => n.layer);
+  for (const [layer, members] of perLayer) {
+    members.forEach((n, i) => {
+      if (n.x === undefined || Number.isNaN(n.x)) {
+        n.x = (i - (members.length - 1) / 2) * 110 + (layer % 2) * 30;
+        n.y = layer * LEVEL_GAP;
+      }
+    });
+  }
+}
+
+/** SVG path data for an edge: a gentle curve ending at an arrowhead on the callee's rim. */
+function edgeShape(e) {
+  const s = e.source, t = e.target;
+  const head = 5 + 1.1 * e.width, half = 2.5 + 0.9 * e.width;
+  if (s === t) {
+    const a0 = (-130 * Math.PI) / 180, a1 = (-50 * Math.PI) / 180, reach = s.r + 34 + e.width;
+    const p0 = [s.x + s.r * Math.cos(a0), s.y + s.r * Math.sin(a0)];
+    const tip = [s.x + s.r * Math.cos(a1), s.y + s.r * Math.sin(a1)];
+    const c0 = [s.x + reach * Math.cos(a0 - 0.3), s.y + reach * Math.sin(a0 - 0.3)];
+    const c1 = [s.x + reach * Math.cos(a1 + 0.3), s.y + reach * Math.sin(a1 + 0.3)];
+    const u = unit(tip[0] - c1[0], tip[1] - c1[1]);
+    const base = [tip[0] - u[0] * head, tip[1] - u[1] * head];
+    return {
+      line: `M${p0}C${c0} ${c1} ${base}`,
+      head: arrowHead(tip, base, u, half),
+    };
+  }
+  const dx = t.x - s.x, dy = t.y - s.y, dist = Math.hypot(dx, dy) || 1;
+  const bend = Math.min(0.12 * dist, 40);
+  const c = [(s.x + t.x) / 2 - (dy / dist) * bend, (s.y + t.y) / 2 + (dx / dist) * bend];
+  const us = unit(c[0] - s.x, c[1] - s.y);
+  const start = [s.x + us[0] * s.r, s.y + us[1] * s.r];
+  const ut = unit(t.x - c[0], t.y - c[1]);
+  const tip = [t.x - ut[0] * (t.r + 1.5), t.y - ut[1] * (t.r + 1.5)];
+  const base = [tip[0] - ut[0] * head, tip[1] - ut[1] * head];
+  return { line: `M${start}Q${c} ${base}`, head: arrowHead(tip, base, ut, half) };
+}
+
+function arrowHead(tip, base, u, half) {
+  const px = -u[1] * half, py = u[0] * half;
+  return `M${tip}L${base[0] + px},${base[1] + py}L${base[0] - px},${base[1] - py}Z`;
+}
+
+function unit(x, y) {
+  const len = Math.hypot(x, y) || 1;
+  return [x / len, y / len];
+}

@@ -1,0 +1,193 @@
+// The call-graph page: loads /data for the current controls, draws it, and
+// wires up hover, selection, search and the controls.
+
+import { GraphView } from "./draw.js";
+import { Details, Legend, Tooltip } from "./panels.js";
+import { el, fmtInt, fmtPct } from "./util.js";
+
+const d3 = window.d3;
+const PALETTE = d3.schemeTableau10;
+const OTHER_COLOR = "#b8bfca";
+
+const app = document.getElementById("app");
+const form = document.getElementById("controls");
+const message = document.getElementById("message");
+const status = document.getElementById("status");
+const search = document.getElementById("search");
+const searchCount = document.getElementById("search-count");
+
+const state = {
+  dataUrl: app.dataset.dataUrl,
+  data: null,         // the /data response being shown, with edges linked to node objects
+  selected: null,     // selected node
+  group: null,        // highlighted legend entry: {name, members?}
+  matches: null,      // nodes matching the search, or null
+  colors: new Map(),  // package -> colour
+};
+
+const legendElement = document.getElementById("legend");
+const detailsElement = document.getElementById("details");
+const tooltip = new Tooltip(document.getElementById("tooltip"), app);
+const details = new Details(detailsElement, { select: (n) => select(n), close: () => select(null) });
+const legend = new Legend(legendElement, {
+  toggleGroup: (group) => {
+    state.group = state.group && state.group.name === group.name ? null : group;
+    applyHighlight();
+    showLegend();
+  },
+});
+const view = new GraphView(document.getElementById("graph"), {
+  hover: (n, event) => tooltip.show(n, event, state.data.total_samples),
+  leave: () => tooltip.hide(),
+  select: (n) => select(state.selected === n ? null : n),
+  background: () => select(null),
+  insets: () => ({ left: overlayWidth(legendElement), right: overlayWidth(detailsElement) }),
+});
+
+/** Width an overlaid panel covers, when it is shown and the window is wide enough to keep it clear. */
+function overlayWidth(element) {
+  return !element.hidden && app.clientWidth > 900 ? element.offsetWidth + 16 : 0;
+}
+
+const colorOf = (n) => state.colors.get(n.group) || OTHER_COLOR;
+
+/** The query of /data and /view for the current controls. */
+function currentParams() {
+  const params = new URLSearchParams(new FormData(form));
+  for (const [key, value] of [...params]) if (value === "" && key !== "filename") params.delete(key);
+  return params;
+}
+
+async function load() {
+  const params = currentParams();
+  history.replaceState(null, "", `/view?${params}`);
+  showMessage("Loading the call graph…");
+  status.replaceChildren();
+  let body;
+  try {
+    const response = await fetch(`/data?${params}`);
+    body = await response.json();
+    if (!response.ok) throw new Error(body.error ? body.error.message : response.statusText);
+  } catch (error) {
+    showMessage(`Cannot show this graph: ${error.message}`, true);
+    return;
+  }
+  if (!body.nodes.length) {
+    showMessage("This profile has no samples to draw.");
+    return;
+  }
+  assignColors(body);
+  state.selected = null;
+  state.group = null;
+  details.hide();
+  message.hidden = true;
+  state.data = body;
+  showLegend();
+  const drawn = view.render(body, colorOf);
+  state.data = { ...body, nodes: view.nodes, edges: view.edges };
+  app.dataset.nodes = String(view.nodes.length);
+  showStatus(body);
+  applySearch();
+  await drawn;
+}
+
+function showMessage(text, isError = false) {
+  message.textContent = text;
+  message.classList.toggle("error", isError);
+  message.hidden = false;
+}
+
+function showStatus(data) {
+  const shown = data.nodes.length;
+  const parts = [el("strong", {}, fmtInt(data.total_samples)), " samples · "];
+  if (data.hidden_nodes) {
+    parts.push(`showing the ${fmtInt(shown)} heaviest of ${fmtInt(data.node_count)} functions; hidden: `,
+      el("strong", {}, fmtInt(data.hidden_nodes)), ` functions with ${fmtPct(data.hidden_samples, data.total_samples)} of samples`);
+  } else {
+    parts.push(`all ${fmtInt(shown)} functions`);
+  }
+  if (data.view === "cpu") parts.push(" · on-CPU view");
+  if (data.thread) parts.push(` · thread ${data.thread}`);
+  status.replaceChildren(...parts);
+}
+
+/** Colour packages by weight: the heaviest get the most distinct colours. */
+function assignColors(data) {
+  const weight = d3.rollup(data.nodes, (ns) => d3.sum(ns, (n) => n.self) + 1e-6 * d3.sum(ns, (n) => n.total), (n) => n.group);
+  const ranked = [...weight.keys()].sort((a, b) => weight.get(b) - weight.get(a) || a.localeCompare(b));
+  state.colors = new Map(ranked.slice(0, PALETTE.length).map((g, i) => [g, PALETTE[i]]));
+}
+
+/** The coloured packages, heaviest first, then one grey entry for the rest. */
+function showLegend() {
+  const self = d3.rollup(state.data.nodes, (ns) => d3.sum(ns, (n) => n.self), (n) => n.group);
+  const groups = [...state.colors].map(([name, color]) => ({ name, color, self: self.get(name) }));
+  const others = [...self.keys()].filter((name) => !state.colors.has(name));
+  if (others.length) {
+    groups.push({
+      name: `${others.length} other package${others.length > 1 ? "s" : ""}`,
+      members: new Set(others),
+      color: OTHER_COLOR,
+      self: d3.sum(others, (name) => self.get(name)),
+    });
+  }
+  legend.show(groups, state.data.total_samples, state.group && state.group.name);
+}
+
+function select(node) {
+  state.selected = node;
+  if (node) details.show(node, state.data, colorOf);
+  else details.hide();
+  applyHighlight();
+}
+
+/** Dim what is not selected, matched or in the highlighted package. */
+function applyHighlight() {
+  const { selected, matches, group } = state;
+  let lit = null;
+  if (selected) {
+    lit = new Set([selected]);
+    for (const e of state.data.edges) {
+      if (e.source === selected) lit.add(e.target);
+      if (e.target === selected) lit.add(e.source);
+    }
+  } else if (matches || group) {
+    const inGroup = (n) => (group.members ? group.members.has(n.group) : n.group === group.name);
+    lit = new Set(state.data.nodes.filter((n) => (!matches || matches.has(n)) && (!group || inGroup(n))));
+  }
+  view.highlight({ selected, lit, matches });
+}
+
+function applySearch() {
+  const query = search.value.trim().toLowerCase();
+  if (!query || !state.data) {
+    state.matches = null;
+    searchCount.textContent = "";
+  } else {
+    state.matches = new Set(state.data.nodes.filter((n) =>
+      n.funcname.toLowerCase().includes(query) || n.filename.toLowerCase().includes(query)));
+    searchCount.textContent = state.matches.size ? `${state.matches.size} found` : "none";
+  }
+  applyHighlight();
+}
+
+search.addEventListener("input", applySearch);
+search.addEventListener("keydown", (event) => {
+  if (event.key === "Enter") {
+    event.preventDefault();
+    if (state.matches && state.matches.size) view.fit(500, [...state.matches]);
+  } else if (event.key === "Escape") {
+    search.value = "";
+    applySearch();
+  }
+});
+form.addEventListener("submit", (event) => { event.preventDefault(); load(); });
+form.addEventListener("change", (event) => { if (event.target !== search) load(); });
+document.getElementById("fit").addEventListener("click", () => view.fit());
+document.getElementById("unpin").addEventListener("click", () => view.unpinAll());
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && document.activeElement !== search) select(null);
+  if (event.key === "/" && document.activeElement !== search) { event.preventDefault(); search.focus(); }
+});
+
+load();

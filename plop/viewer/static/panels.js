@@ -1,0 +1,165 @@
+// The HTML around the graph: tooltip, details panel and legend.
+// Everything taken from a profile is inserted as text (el() / textContent).
+
+import { el, fmtInt, fmtPct, location } from "./util.js";
+
+export class Tooltip {
+  constructor(element, container) {
+    this.element = element;
+    this.container = container;
+  }
+
+  show(node, event, total) {
+    const t = this.element;
+    t.replaceChildren(
+      el("div", { class: "fn" }, node.funcname),
+      el("div", { class: "loc" }, location(node)),
+      el("table", {},
+        el("tr", {}, el("td", {}, "Self"), el("td", {}, `${fmtInt(node.self)} samples`), el("td", {}, fmtPct(node.self, total))),
+        el("tr", {}, el("td", {}, "Total"), el("td", {}, `${fmtInt(node.total)} samples`), el("td", {}, fmtPct(node.total, total))),
+      ),
+    );
+    t.hidden = false;
+    const box = this.container.getBoundingClientRect();
+    const x = event.clientX - box.left, y = event.clientY - box.top;
+    const w = t.offsetWidth, h = t.offsetHeight;
+    t.style.left = `${x + 16 + w > box.width ? Math.max(4, x - 16 - w) : x + 16}px`;
+    t.style.top = `${y + 16 + h > box.height ? Math.max(4, y - 12 - h) : y + 16}px`;
+  }
+
+  hide() {
+    this.element.hidden = true;
+  }
+}
+
+/** The panel describing the selected function: its lines, callers and callees. */
+export class Details {
+  constructor(element, { select, close }) {
+    this.element = element;
+    this.select = select;
+    this.close = close;
+  }
+
+  show(node, graph, colorOf) {
+    const total = graph.total_samples;
+    const callers = graph.edges.filter((e) => e.target === node && e.source !== node).sort((a, b) => b.weight - a.weight);
+    const callees = graph.edges.filter((e) => e.source === node && e.target !== node).sort((a, b) => b.weight - a.weight);
+    const recursive = graph.edges.find((e) => e.source === node && e.target === node);
+    const closeButton = el("button", { class: "close", type: "button", title: "Close (Esc)", "aria-label": "Close" }, "×");
+    closeButton.addEventListener("click", () => this.close());
+    this.element.replaceChildren(
+      el("header", {}, el("h2", {}, node.funcname), closeButton),
+      el("div", { class: "loc" }, location(node)),
+      el("div", { class: "group" }, swatch(colorOf(node)), node.group),
+      el("div", { class: "stats" },
+        stat("Self", node.self, total),
+        stat("Total", node.total, total),
+      ),
+      ...(recursive ? [el("p", { class: "none" }, `Recursive: calls itself in ${fmtInt(recursive.weight)} samples.`)] : []),
+      el("h3", {}, "Lines"),
+      linesTable(node),
+      el("h3", {}, `Called by (${callers.length})`),
+      callers.length ? this.callTable(callers.map((e) => [e.source, e]), node) : el("p", { class: "none" }, "No callers: the top of its stacks."),
+      el("h3", {}, `Calls (${callees.length})`),
+      callees.length ? this.callTable(callees.map((e) => [e.target, e]), node) : el("p", { class: "none" }, "No callees shown: its time is its own."),
+    );
+    this.element.hidden = false;
+    this.element.scrollTop = 0;
+  }
+
+  hide() {
+    this.element.hidden = true;
+  }
+
+  /** Rows of [other function, edge]: share of this function's total under each call. */
+  callTable(rows, node) {
+    const body = el("tbody");
+    for (const [other, edge] of rows) {
+      const row = el("tr", { class: "link", title: location(other) },
+        el("td", { class: "fn" }, other.funcname, edge.inferred ? el("span", { class: "via" }, " via hidden functions") : null),
+        el("td", { class: "num" }, fmtInt(edge.weight)),
+        el("td", { class: "num" }, fmtPct(edge.weight, node.total)),
+        el("td", {}, bar(edge.weight, node.total)),
+      );
+      row.addEventListener("click", () => this.select(other));
+      body.append(row);
+    }
+    return el("table", { class: "rows" },
+      el("thead", {}, el("tr", {}, el("th", {}, "Function"), el("th", { class: "num" }, "Samples"), el("th", { class: "num" }, "Share"), el("th", {}))),
+      body);
+  }
+}
+
+function stat(label, value, total) {
+  return el("div", { class: "stat" },
+    el("div", { class: "label" }, label),
+    el("div", { class: "value" }, fmtPct(value, total)),
+    el("div", { class: "sub" }, `${fmtInt(value)} of ${fmtInt(total)} samples`));
+}
+
+function linesTable(node) {
+  const lines = node.lines.filter((l) => l.lineno);
+  if (!lines.length) return el("p", { class: "none" }, "This profile did not record line numbers.");
+  const body = el("tbody");
+  for (const line of lines) {
+    body.append(el("tr", {},
+      el("td", { class: "num" }, String(line.lineno)),
+      el("td", { class: "num" }, fmtInt(line.self)),
+      el("td", { class: "num" }, fmtInt(line.total)),
+      el("td", {}, bar(line.total, node.total, line.self)),
+    ));
+  }
+  return el("table", { class: "rows" },
+    el("thead", {}, el("tr", {}, el("th", { class: "num" }, "Line"), el("th", { class: "num" }, "Self"), el("th", { class: "num" }, "Total"), el("th", {}))),
+    body);
+}
+
+/** A horizontal bar: `value` of `whole`, with an optional darker `self` part. */
+function bar(value, whole, self = 0) {
+  const b = el("div", { class: "bar", title: fmtPct(value, whole) });
+  const fill = el("i");
+  fill.style.width = `${Math.min(100, (100 * value) / (whole || 1))}%`;
+  b.append(fill);
+  if (self) {
+    const own = el("i", { class: "self" });
+    own.style.width = `${Math.min(100, (100 * self) / (whole || 1))}%`;
+    b.append(own);
+  }
+  return b;
+}
+
+function swatch(color) {
+  const s = el("span", { class: "swatch" });
+  s.style.background = color;
+  return s;
+}
+
+/** Colour key by package plus what the marks mean; clicking a package highlights it. */
+export class Legend {
+  constructor(element, { toggleGroup }) {
+    this.element = element;
+    this.toggleGroup = toggleGroup;
+  }
+
+  /** `groups`: [{name, color, self, members?}]; `active`: the highlighted entry's name. */
+  show(groups, total, active) {
+    const list = el("ul");
+    for (const g of groups) {
+      const item = el("li", { class: g.name === active ? "active" : null, title: `${g.name}: ${fmtPct(g.self, total)} of samples in its own code` },
+        swatch(g.color), el("span", { class: "name" }, g.name), el("span", { class: "value" }, fmtPct(g.self, total)));
+      item.addEventListener("click", () => this.toggleGroup(g));
+      list.append(item);
+    }
+    this.element.replaceChildren(
+      el("h2", {}, "Package · own time"),
+      list,
+      el("div", { class: "key" },
+        el("div", {}, "Circle area: samples in the function itself"),
+        el("div", {}, "Arrow width: samples under the call"),
+        el("div", {}, "Dashed: the call passes through hidden functions"),
+        el("div", {}, "Drag to pin · double-click to release"),
+      ),
+    );
+    this.element.hidden = false;
+  }
+}
