@@ -143,6 +143,7 @@ class CallGraph:
         "edges",
         "stacks",
         "total_samples",
+        "empty_samples",
         "order",
     )
 
@@ -162,6 +163,8 @@ class CallGraph:
         self.stacks: dict[tuple[int, ...], int] = {}
         #: Samples with at least one frame (the sum of all ``self`` counts).
         self.total_samples = 0
+        #: Samples whose stack was empty (py-spy's samples with no Python frame).
+        self.empty_samples = 0
         #: Node ids, heaviest first (by total, then self, then name).
         self.order: list[int] = []
 
@@ -169,8 +172,8 @@ class CallGraph:
     def from_profile(cls, profile: Profile) -> "CallGraph":
         """Aggregate every stack of ``profile`` (all its threads) into one graph.
 
-        Samples with an empty stack have no function to charge and are left
-        out of ``total_samples``.
+        Samples with an empty stack have no function to charge: they are
+        counted apart, in ``empty_samples``, and left out of ``total_samples``.
         """
         graph = cls()
         # Number the distinct frames ("lines") and aggregate the stacks over
@@ -179,7 +182,10 @@ class CallGraph:
         lookup = line_of_frame.get
         by_lines: dict[tuple[int, ...], int] = {}
         for (_thread, stack), n in profile.samples.items():
-            if not stack or n <= 0:
+            if not stack:
+                graph.empty_samples += max(n, 0)
+                continue
+            if n <= 0:
                 continue
             lids = tuple(map(lookup, stack))
             if None in lids:
@@ -270,6 +276,7 @@ class CallGraph:
         edge_items.sort(key=lambda e: (-e[2], e[0], e[1]))
         return {
             "total_samples": self.total_samples,
+            "samples_without_frames": self.empty_samples,
             "node_count": len(self.order),
             "hidden_nodes": len(hidden),
             "hidden_samples": sum(self.self_counts[i] for i in hidden),
