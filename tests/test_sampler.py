@@ -1,0 +1,594 @@
+"""The sampler protocol (see plop/_pysampler.py), checked against both samplers.
+
+Every protocol test runs twice: against the pure-Python reference
+``plop._pysampler.Sampler`` and the compiled ``plop._sampler.Sampler``. The
+compiled one is skipped, with the reason, only when the extension was not
+built. Samples are mostly taken by calling the sampler directly with a frame,
+as the signal machinery would, so the expected stacks are known exactly.
+"""
+from __future__ import annotations
+
+import _thread
+import contextlib
+import gc
+import signal
+import sys
+import threading
+import time
+import weakref
+from types import CodeType
+
+import pytest
+
+from plop._pysampler import Sampler as PySampler
+
+try:
+    from plop._sampler import Sampler as CSampler
+except ImportError as exc:  # pragma: no cover - depends on the build
+    CSampler = None
+    _C_MISSING = f"plop._sampler was not built ({exc}); run `pip install -e .` with a C compiler"
+else:
+    _C_MISSING = ""
+
+needs_c = pytest.mark.skipif(CSampler is None, reason=_C_MISSING or "n/a")
+
+IMPLEMENTATIONS = [
+    pytest.param(PySampler, id="pure"),
+    pytest.param(CSampler, id="c", marks=needs_c),
+]
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+def Sampler(request):
+    return request.param
+
+
+SIG = signal.SIGPROF
+
+
+# --------------------------------------------------------------------------
+# helpers
+
+
+def stack_of(frame) -> tuple:
+    """(code, f_lasti) pairs of frame and its callers, outermost first."""
+    out = []
+    while frame is not None:
+        out.append((frame.f_code, frame.f_lasti))
+        frame = frame.f_back
+    return tuple(reversed(out))
+
+
+def probe(sampler, n: int = 1):
+    """Sample the caller's stack n times; return that stack as expected.
+
+    The caller is parked on the call to probe() meanwhile, so its f_lasti and
+    those of its callers cannot move between the samples and stack_of().
+    """
+    frame = sys._getframe(1)
+    for _ in range(n):
+        sampler(SIG, frame)
+    return stack_of(frame)
+
+
+def outer(sampler, n=1):
+    return middle(sampler, n)
+
+
+def middle(sampler, n):
+    return inner(sampler, n)
+
+
+def inner(sampler, n):
+    return probe(sampler, n)
+
+
+def counts(sampler, reset=False) -> dict:
+    """take() as {(thread, frames): (wall, cpu)}, checking the shapes on the way."""
+    result = {}
+    taken = sampler.take(reset)
+    assert isinstance(taken, list)
+    for item in taken:
+        assert isinstance(item, tuple) and len(item) == 4
+        thread, frames, wall, cpu = item
+        assert isinstance(frames, tuple)
+        for pair in frames:
+            assert isinstance(pair, tuple) and len(pair) == 2
+            assert isinstance(pair[0], CodeType) and isinstance(pair[1], int)
+        assert (thread, frames) not in result
+        result[(thread, frames)] = (wall, cpu)
+    return result
+
+
+def for_thread(table: dict, thread) -> dict:
+    return {frames: wc for (t, frames), wc in table.items() if t is thread or t == thread}
+
+
+def _settled_stack(ident: int, innermost: str) -> tuple:
+    """Wait until thread ident is blocked with innermost on top; return its stack."""
+    deadline = time.monotonic() + 10
+    previous = None
+    while time.monotonic() < deadline:
+        frame = sys._current_frames().get(ident)
+        stack = stack_of(frame) if frame is not None else None
+        if stack and stack[-1][0].co_name == innermost and stack == previous:
+            return stack
+        previous = stack
+        time.sleep(0.02)
+    raise AssertionError(f"thread {ident} did not settle in {innermost}()")
+
+
+@contextlib.contextmanager
+def parked_thread():
+    """A threading.Thread blocked in Event.wait() until the block exits."""
+    release = threading.Event()
+
+    def parked_leaf():
+        release.wait()
+
+    def parked_root():
+        parked_leaf()
+
+    t = threading.Thread(target=parked_root, name="parked", daemon=True)
+    t.start()
+    try:
+        # Event.wait -> Condition.wait, blocked acquiring a lock in C.
+        t.expected = _settled_stack(t.ident, "wait")
+        assert any(code is parked_leaf.__code__ for code, _ in t.expected)
+        yield t
+    finally:
+        release.set()
+        t.join()
+
+
+# --------------------------------------------------------------------------
+# counting
+
+
+def test_known_stack_counted_outermost_first(Sampler):
+    s = Sampler()
+    expected = outer(s, 3)
+    mine = for_thread(counts(s), threading.current_thread())
+    assert mine == {expected: (3, 0)}
+    # outermost first: the innermost pair is the function that called probe(),
+    # preceded by its callers.
+    names = [code.co_name for code, _ in expected]
+    assert names[-3:] == ["outer", "middle", "inner"]
+    assert expected[-1][0] is inner.__code__
+    assert s.samples_taken == 3
+    assert s.errors == 0
+
+
+def test_lasti_is_f_lasti_in_bytes():
+    # stack_of() reads frame.f_lasti; this just pins that f_lasti is the
+    # byte offset of the current instruction (what both samplers record).
+    frame = sys._getframe()
+    assert frame.f_lasti % 2 == 0
+    assert frame.f_lasti < len(frame.f_code.co_code)
+
+
+def test_lasti_matches_each_frame(Sampler):
+    s = Sampler()
+    frame = sys._getframe()
+    s(SIG, frame)
+    expected = stack_of(frame)  # this frame has moved on: compare the callers
+    [(frames, _)] = for_thread(counts(s), threading.current_thread()).items()
+    assert frames[:-1] == expected[:-1]
+    assert frames[-1][0] is expected[-1][0]
+    assert frames[-1][1] < expected[-1][1]
+
+
+def test_distinct_call_sites_are_distinct_keys(Sampler):
+    s = Sampler()
+    a = outer(s)
+    b = outer(s)  # a different f_lasti in this function
+    c = outer(s)
+    mine = for_thread(counts(s), threading.current_thread())
+    assert len({a, b, c}) == 3
+    assert mine == {a: (1, 0), b: (1, 0), c: (1, 0)}
+
+
+def test_same_site_in_loop_is_one_key(Sampler):
+    s = Sampler()
+    stacks = {outer(s) for _ in range(50)}
+    assert len(stacks) == 1
+    mine = for_thread(counts(s), threading.current_thread())
+    assert mine == {stacks.pop(): (50, 0)}
+
+
+def test_other_thread_counted_under_its_thread_object(Sampler):
+    s = Sampler()
+    with parked_thread() as t:
+        outer(s, 4)
+        table = counts(s)
+        theirs = for_thread(table, t)
+        assert theirs == {t.expected: (4, 0)}
+        # the key holds the Thread object itself, not its ident
+        assert any(thread is t for thread, _ in table)
+        assert t.expected[0][0].co_name == "_bootstrap"
+
+
+def test_thread_unknown_to_threading_is_its_ident(Sampler):
+    s = Sampler()
+    started = _thread.allocate_lock()
+    release = _thread.allocate_lock()
+    started.acquire()
+    release.acquire()
+    done = _thread.allocate_lock()
+    done.acquire()
+
+    def raw_thread():
+        started.release()
+        release.acquire()
+        done.release()
+
+    ident = _thread.start_new_thread(raw_thread, ())
+    try:
+        started.acquire()
+        assert ident not in threading._active
+        expected = _settled_stack(ident, "raw_thread")
+        outer(s, 2)
+        table = counts(s)
+        assert for_thread(table, ident) == {expected: (2, 0)}
+        (key_thread,) = [t for t, frames in table if frames == expected]
+        assert type(key_thread) is int and key_thread == ident
+    finally:
+        release.release()
+        done.acquire()
+
+
+def test_none_frame_counts_empty_stack(Sampler):
+    s = Sampler()
+    s(SIG, None)
+    assert for_thread(counts(s), threading.current_thread()) == {(): (1, 0)}
+
+
+def test_take_without_reset_keeps_counting(Sampler):
+    s = Sampler()
+    expected = outer(s, 2)
+    me = threading.current_thread()
+    assert counts(s)[(me, expected)] == (2, 0)
+    assert counts(s)[(me, expected)] == (2, 0)
+    expected2 = outer(s, 1)
+    assert expected2 != expected
+    table = counts(s)
+    assert table[(me, expected)] == (2, 0)
+    assert table[(me, expected2)] == (1, 0)
+
+
+def test_take_with_reset_starts_again(Sampler):
+    s = Sampler()
+    me = threading.current_thread()
+    for _ in range(3):
+        expected = outer(s, 5)
+    first = counts(s, reset=True)
+    assert first[(me, expected)] == (15, 0)
+    assert counts(s) == {}
+    assert s.take(False) == []
+    assert s.samples_taken == 15  # the totals are not reset
+    again = outer(s, 2)
+    assert for_thread(counts(s, reset=True), me) == {again: (2, 0)}
+    assert s.take(True) == []
+
+
+def test_many_distinct_stacks(Sampler):
+    # enough keys to grow the compiled table several times
+    s = Sampler()
+    me = threading.current_thread()
+
+    def recurse(n):
+        if n == 0:
+            return probe(s, 2)
+        return recurse(n - 1)
+
+    expected = {recurse(n) for n in range(300)}
+    assert len(expected) == 300
+    mine = for_thread(counts(s), me)
+    assert mine == {stack: (2, 0) for stack in expected}
+
+
+# --------------------------------------------------------------------------
+# attributes, countdown, enable/disable
+
+
+def test_attributes(Sampler):
+    s = Sampler()
+    assert s.samples_taken == 0
+    assert s.sample_time == 0.0
+    assert s.errors == 0
+    assert s.enabled is True
+    assert s.on_disabled is None
+    assert s.track_cpu is False
+    assert Sampler(track_cpu=True).track_cpu is True
+    assert Sampler(True).track_cpu is True
+    outer(s, 10)
+    assert s.samples_taken == 10
+    assert isinstance(s.sample_time, float)
+    assert 0.0 < s.sample_time < 10.0
+
+
+def test_wrong_arguments_raise(Sampler):
+    s = Sampler()
+    with pytest.raises(TypeError):
+        s(SIG)
+    with pytest.raises(TypeError):
+        s(SIG, None, None)
+
+
+def test_countdown_fires_once_after_n_samples(Sampler):
+    s = Sampler()
+    calls = []
+    s.set_countdown(3, lambda *args: calls.append(args))
+    outer(s, 2)
+    assert calls == []
+    outer(s, 1)
+    assert calls == [()]
+    outer(s, 10)
+    assert calls == [()]
+    assert s.samples_taken == 13
+
+
+def test_countdown_cancel_and_rearm(Sampler):
+    s = Sampler()
+    calls = []
+    s.set_countdown(2, lambda: calls.append("cancelled"))
+    s.set_countdown(0, None)
+    outer(s, 5)
+    assert calls == []
+
+    def rearm():
+        calls.append("first")
+        s.set_countdown(2, lambda: calls.append("second"))
+
+    s.set_countdown(1, rearm)
+    outer(s, 1)
+    assert calls == ["first"]
+    outer(s, 1)
+    assert calls == ["first"]
+    outer(s, 1)
+    assert calls == ["first", "second"]
+    outer(s, 5)
+    assert calls == ["first", "second"]
+
+
+def test_disabled_counts_nothing_and_calls_on_disabled_once(Sampler):
+    s = Sampler()
+    calls = []
+    s.on_disabled = lambda *args: calls.append(args)
+    s.set_countdown(1, lambda: calls.append("countdown"))
+    s.enabled = False
+    assert s.enabled is False
+    outer(s, 3)
+    assert calls == [()]
+    assert s.on_disabled is None
+    assert s.samples_taken == 0
+    assert s.take(False) == []
+    s.enabled = True
+    expected = outer(s, 1)  # the countdown did not tick while disabled
+    assert calls == [(), "countdown"]
+    assert counts(s)[(threading.current_thread(), expected)] == (1, 0)
+
+
+def test_errors_are_counted_not_raised(Sampler):
+    s = Sampler()
+    s(SIG, "not a frame")  # a handler called with garbage must not raise
+    assert s.errors == 1
+    assert s.samples_taken == 1
+    expected = outer(s, 1)
+    assert s.errors == 1
+    assert counts(s)[(threading.current_thread(), expected)] == (1, 0)
+
+
+# --------------------------------------------------------------------------
+# track_cpu
+
+
+def test_track_cpu_tells_spinning_from_sleeping(Sampler):
+    s = Sampler(track_cpu=True)
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            pass
+
+    spinner = threading.Thread(target=spin, name="spinner", daemon=True)
+    with parked_thread() as sleeper:
+        spinner.start()
+        try:
+            for _ in range(12):
+                outer(s, 1)
+                time.sleep(0.03)
+        finally:
+            stop.set()
+            spinner.join()
+        table = counts(s)
+    spin_wall = sum(w for w, _ in for_thread(table, spinner).values())
+    spin_cpu = sum(c for _, c in for_thread(table, spinner).values())
+    sleep_wall, sleep_cpu = for_thread(table, sleeper)[sleeper.expected]
+    assert spin_wall == sleep_wall == 12
+    # A thread's first sample only takes the CPU readings.
+    assert sleep_cpu == 0
+    assert spin_cpu >= 6, f"spinner on CPU in {spin_cpu} of {spin_wall} samples"
+
+
+def test_without_track_cpu_nothing_is_on_cpu(Sampler):
+    s = Sampler()
+    for _ in range(5):
+        outer(s, 1)
+    assert all(cpu == 0 for _, cpu in counts(s).values())
+
+
+# --------------------------------------------------------------------------
+# the real thing: installed as a signal handler
+
+
+def spin_until_sampled(s, n, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while s.samples_taken < n and time.monotonic() < deadline:
+        pass
+
+
+def test_installed_as_signal_handler(Sampler):
+    s = Sampler()
+    previous = signal.signal(SIG, s)
+    try:
+        signal.setitimer(signal.ITIMER_PROF, 0.001, 0.001)
+        try:
+            spin_until_sampled(s, 20)
+        finally:
+            signal.setitimer(signal.ITIMER_PROF, 0, 0)
+    finally:
+        signal.signal(SIG, previous)
+    assert s.samples_taken >= 20
+    assert s.errors == 0
+    mine = for_thread(counts(s), threading.current_thread())
+    assert sum(w for w, _ in mine.values()) == s.samples_taken
+    # the handler saw the interrupted frame, never itself
+    assert all(frames and frames[-1][0] is spin_until_sampled.__code__ for frames in mine)
+
+
+# --------------------------------------------------------------------------
+# references
+
+
+def test_no_reference_leaks(Sampler):
+    s = Sampler()
+    me = threading.current_thread()
+    outer(s, 1)  # warm up: caches may keep one reference to the thread
+    s.take(True)
+    frame = sys._getframe()
+    watched = (inner.__code__, probe.__code__, me, frame)
+
+    def refcounts():
+        return [sys.getrefcount(o) for o in watched]
+
+    gc.collect()  # garbage left by earlier tests may hold frames, so codes
+    refs_before = refcounts()
+    for _ in range(200):
+        outer(s, 5)
+    held = refcounts()
+    assert held[0] > refs_before[0]  # the table keeps the codes of its keys alive
+    assert held[3] == refs_before[3]  # and no frames
+    table = s.take(True)
+    assert sum(w for t, f, w, c in table if t is me) == 1000
+    del table
+    gc.collect()
+    assert refcounts() == refs_before
+
+
+def test_cycles_through_sampler_are_collected(Sampler):
+    class Holder:
+        def callback(self):
+            pass
+
+    s = Sampler()
+    h = Holder()
+    h.sampler = s
+    s.on_disabled = h.callback
+    s.set_countdown(5, h.callback)
+
+    class SamplingThread(threading.Thread):
+        def run(self):
+            self.sampler(SIG, sys._getframe())
+
+    t = SamplingThread()
+    t.sampler = s  # the table keeps t alive: s -> t -> s
+    t.start()
+    t.join()
+    assert any(thread is t for thread, *_ in s.take(False))
+    refs = [weakref.ref(h), weakref.ref(t)]
+    del h, t, s
+    gc.collect()
+    assert [r() for r in refs] == [None, None]
+
+
+# --------------------------------------------------------------------------
+# both implementations agree
+
+
+@needs_c
+def test_pure_and_compiled_agree():
+    pure, compiled = PySampler(), CSampler()
+    with parked_thread() as t:
+
+        def sample_caller():
+            frame = sys._getframe(1)  # parked on this call meanwhile
+            for _ in range(3):
+                pure(SIG, frame)
+                compiled(SIG, frame)
+
+        def both():
+            sample_caller()
+            sample_caller()
+
+        both()
+        mine = {threading.current_thread(), t}
+        pure_counts = {k: v for k, v in counts(pure).items() if k[0] in mine}
+        c_counts = {k: v for k, v in counts(compiled).items() if k[0] in mine}
+    assert len(pure_counts) == 3  # two call sites in the main thread, one parked stack
+    assert pure_counts == c_counts
+
+
+# --------------------------------------------------------------------------
+# compiled sampler only
+
+
+@needs_c
+def test_compiled_is_called_without_a_python_frame():
+    # Called from C by the signal machinery, the handler must not show up in
+    # the stack it records; the direct call tests cover the frame argument.
+    s = CSampler()
+    assert not hasattr(s, "__dict__")
+    assert type(s).__call__ is not None
+    s(SIG, sys._getframe())
+    [(frames, _)] = for_thread(counts(s), threading.current_thread()).items()
+    assert frames[-1][0] is test_compiled_is_called_without_a_python_frame.__code__
+
+
+@needs_c
+def test_compiled_swallows_callback_errors(monkeypatch):
+    # The pure sampler lets a callback's exception propagate; the compiled one
+    # never raises into the interrupted code: it counts the error and reports
+    # it through sys.unraisablehook.
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: seen.append(u.exc_type))
+
+    def boom():
+        raise ValueError("boom")
+
+    s = CSampler()
+    s.set_countdown(1, boom)
+    outer(s, 2)
+    assert s.errors == 1
+    s.on_disabled = boom
+    s.enabled = False
+    outer(s, 2)
+    assert s.errors == 2
+    assert seen == [ValueError, ValueError]
+    assert s.samples_taken == 2
+
+
+@needs_c
+def test_compiled_truncates_pathological_depth():
+    from plop._sampler import MAX_DEPTH
+
+    s = CSampler()
+
+    def recurse(n):
+        if n == 0:
+            return probe(s, 1)
+        return recurse(n - 1)
+
+    old_limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(MAX_DEPTH + 500)
+    try:
+        expected = recurse(MAX_DEPTH + 100)
+    finally:
+        sys.setrecursionlimit(old_limit)
+    assert len(expected) > MAX_DEPTH
+    [(frames, (wall, _))] = for_thread(counts(s), threading.current_thread()).items()
+    assert wall == 1
+    assert s.truncated == 1
+    assert s.errors == 0
+    # the innermost MAX_DEPTH frames are kept
+    assert frames == expected[-MAX_DEPTH:]
