@@ -74,7 +74,7 @@ class ProfileFormatError(ValueError):
 
 # --------------------------------------------------------------------------- detection
 
-_NATIVE_HEAD = re.compile(rb'\{"plop":\s*-?\d')
+_NATIVE_HEAD = re.compile(rb'\{"plop":')
 _LEGACY_HEAD = re.compile(
     rb"""[ \t\r\n]*\{[ \t\r\n]*\([ \t\r\n]*(?:[(\[][ \t\r\n]*[bBuUrR]{0,2}['"]|\)[ \t\r\n]*:)"""
 )
@@ -141,6 +141,20 @@ def _looks_collapsed(head: bytes) -> bool:
     return evidence
 
 
+def _first_line_collapsed(data: bytes) -> bool:
+    for raw in data[:MAX_LINE_CHARS].split(b"\n"):
+        if raw.strip():
+            try:
+                line = raw.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                return False
+            m = _COLLAPSED_LINE.fullmatch(line)
+            stack = m.group(1) or "" if m else ""
+            if stack != "None":  # plop 0.4.0's bogus first line
+                return ";" in stack or bool(_FRAME_EVIDENCE.search(stack))
+    return False
+
+
 # --------------------------------------------------------------------------- loading
 
 def load(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES) -> Profile:
@@ -192,7 +206,10 @@ def loads(data: bytes, *, name: str = "<data>") -> Profile:
         return _load_native(data, name)
     if kind == "legacy" or _LEGACY_EMPTY.match(data):
         return _load_legacy(data, name)
-    if kind == "collapsed":
+    if kind == "collapsed" or _first_line_collapsed(data):
+        # The sniffer wants every line of its window to be well formed; a file
+        # asked for by name only needs a good first line, so that a bad line
+        # further on is reported with its number instead of "not a profile".
         return _load_collapsed(data, name)
     if not data.strip():
         raise ProfileFormatError("empty file", name)
@@ -403,6 +420,7 @@ _STR_BODY = {
     "'": re.compile(r"([^'\\\n]*(?:\\[\s\S][^'\\\n]*)*)'"),
     '"': re.compile(r'([^"\\\n]*(?:\\[\s\S][^"\\\n]*)*)"'),
 }
+_SPACE = re.compile(r"[ \t\r\n\f]*")
 _CONSTS = {"None": None, "True": True, "False": False}
 _CLOSERS = {"(": ")", "[": "]", "{": "}"}
 
@@ -417,29 +435,26 @@ def _parse_literal(text: str, name: str) -> Any:
         return ProfileFormatError(msg, name, text.count("\n", 0, at) + 1)
 
     interned: dict[str, str] = {}
-    stack: list[list[Any]] = []  # [opener, items, saw_comma, start_pos]
+    stack: list[list[Any]] = []  # open containers: [opener, items, saw_comma, start_pos]
     pos = 0
-    expect_value = True  # else expecting "," / ":" / a closer
-    result: Any = None
-    done = False
+    expect = "value"  # or "comma" (",", or a closer) or "colon" (after a dict key)
     while True:
         m = _LIT_TOKEN.match(text, pos)
         if m is None:
-            raise fail(f"unexpected character {text[pos:pos + 1]!r} in Python literal",
-                       pos + len(text[pos:]) - len(text[pos:].lstrip()))
+            at = _SPACE.match(text, pos).end()
+            raise fail(f"unexpected character {text[at:at + 1]!r} in Python literal", at)
         at, pos = m.end("ws"), m.end()
         if m.group("end") is not None:
-            if stack or not done:
-                raise fail("unexpected end of file (truncated literal?)", at)
-            return result
-        if done:
-            raise fail("unexpected data after the literal", at)
+            raise fail("unexpected end of file (truncated literal?)", at)
         punct = m.group("p")
-        value: Any = None
-        have_value = False
-        if punct is None:
-            if not expect_value:
-                raise fail("missing ',' between items", at)
+        if punct is None or punct in "([{":
+            if expect != "value":
+                raise fail("missing ':' after dict key" if expect == "colon" else "missing ',' between items", at)
+            if punct is not None:
+                if len(stack) >= MAX_NESTING:
+                    raise fail(f"nested more than {MAX_NESTING} levels deep", at)
+                stack.append([punct, [], False, at])
+                continue
             if m.group("s") is not None:
                 prefix = m.group("pre").lower()
                 if prefix not in _STR_PREFIXES:
@@ -448,7 +463,7 @@ def _parse_literal(text: str, name: str) -> Any:
                 if body is None:
                     raise fail("unterminated string", at)
                 pos = body.end()
-                value = _decode_str(body.group(1), prefix, lambda msg: fail(msg, at))
+                value: Any = _decode_str(body.group(1), prefix, lambda msg: fail(msg, at))
                 value = interned.setdefault(value, value)
             elif m.group("i") is not None:
                 digits = m.group("i")
@@ -457,55 +472,43 @@ def _parse_literal(text: str, name: str) -> Any:
                 value = int(digits)
             else:
                 value = _CONSTS[m.group("n")]
-            have_value = True
-        elif punct in "([{":
-            if not expect_value:
-                raise fail("missing ',' between items", at)
-            if len(stack) >= MAX_NESTING:
-                raise fail(f"nested more than {MAX_NESTING} levels deep", at)
-            stack.append([punct, [], False, at])
+        elif punct == ",":
+            if expect != "comma":
+                raise fail("unexpected ','", at)
+            stack[-1][2] = True
+            expect = "value"
             continue
-        elif punct in ")]}":
+        elif punct == ":":
+            if expect != "colon":
+                raise fail("unexpected ':'", at)
+            expect = "value"
+            continue
+        else:  # a closer
             if not stack or _CLOSERS[stack[-1][0]] != punct:
                 raise fail(f"unbalanced {punct!r}", at)
             opener, items, saw_comma, start = stack.pop()
+            if expect == "colon" or opener == "{" and len(items) % 2:
+                raise fail("dict key without a value", at)
             if opener == "(":
-                if expect_value and items and not saw_comma:
+                if expect == "value" and items and not saw_comma:
                     raise fail("unexpected ')'", at)
                 value = items[0] if len(items) == 1 and not saw_comma else tuple(items)
             elif opener == "[":
                 value = items
             else:
-                if len(items) % 2:
-                    raise fail("dict entry without a value", at)
                 try:
                     value = dict(zip(items[::2], items[1::2]))
                 except TypeError:
                     raise fail("unhashable dict key", start) from None
-            have_value = True
-        elif punct == ",":
-            if expect_value or not stack:
-                raise fail("unexpected ','", at)
-            top = stack[-1]
-            if top[0] == "{" and len(top[1]) % 2:
-                raise fail("expected ':' after dict key", at)
-            top[2] = True
-            expect_value = True
-            continue
-        else:  # ":"
-            if expect_value or not stack or stack[-1][0] != "{" or len(stack[-1][1]) % 2 == 0:
-                raise fail("unexpected ':'", at)
-            expect_value = True
-            continue
-        if have_value:
-            if stack:
-                top = stack[-1]
-                if top[0] == "{" and len(top[1]) % 2 == 1 and not expect_value:
-                    raise fail("missing ':'", at)
-                top[1].append(value)
-                expect_value = False
-            else:
-                result, done = value, True
+        # a complete value: store it in the open container, or it is the result
+        if not stack:
+            end = _SPACE.match(text, pos).end()
+            if end != len(text):
+                raise fail("unexpected data after the literal", end)
+            return value
+        top = stack[-1]
+        top[1].append(value)
+        expect = "colon" if top[0] == "{" and len(top[1]) % 2 else "comma"
 
 
 def _decode_str(body: str, prefix: str, fail: Any) -> str:
