@@ -1,0 +1,489 @@
+"""The viewer's HTTP handlers (pytest-tornado): pages, JSON, errors, path safety, escaping."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+import tornado.web
+
+from plop import formats
+from plop.profile import Frame, Profile
+from plop.viewer import make_app
+from plop.viewer.listing import DataDirectory
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT.parent / "shared" / "fixtures"
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+MAIN = Frame("/srv/app/server.py", "main", 10, 12)
+HANDLE = Frame("/srv/app/handlers.py", "handle", 20, 25)
+QUERY = Frame("/srv/venv/lib/python3.11/site-packages/db/core.py", "query", 30, 31)
+EVIL = Frame("/srv/app/evil.py", HOSTILE, 1, 2)
+WORK = Frame("/srv/app/worker.py", "work", 5, 6)
+
+
+def native_profile() -> Profile:
+    """Two threads, CPU counts, full metadata and a function named like markup."""
+    samples = {
+        ("MainThread", (MAIN, HANDLE, QUERY)): 30,
+        ("MainThread", (MAIN, HANDLE)): 10,
+        ("MainThread", (MAIN, EVIL)): 5,
+        ("worker-1", (WORK,)): 15,
+    }
+    cpu = {key: n // 2 for key, n in samples.items()}
+    metadata = {
+        "command": ["python", "server.py", "--name=" + HOSTILE], "start_time": 1767271380.0, "duration": 12.5,
+        "mode": "real", "interval": 0.01, "pid": 4242, "hostname": "web-1", "python_version": "3.11.7",
+    }
+    return Profile(samples, metadata, cpu)
+
+
+@pytest.fixture
+def datadir(tmp_path: Path) -> Path:
+    """A data directory with profiles of every kind, a corrupt one and unrelated files."""
+    d = tmp_path / "profiles"
+    d.mkdir()
+    for fixture in FIXTURES.glob("tmpl_work.*"):
+        shutil.copy(fixture, d / fixture.name)
+    formats.dump(native_profile(), d / "web.plop")
+    formats.dump(Profile({("", (MAIN, HANDLE)): 3}), d / "small.plop")
+    (d / "broken.plop").write_bytes(b'{"plop": 1, "metadata": {}, "threads": [], "frames": [["a", "f", 1, 1]]')
+    (d / "notes.txt").write_text("not a profile\n")
+    (d / "data.json").write_text('{"a": 1}')
+    (d / "subdir").mkdir()
+    (d / "subdir" / "inner.plop").write_bytes(formats.dumps(native_profile()))
+    now = time.time()
+    os.utime(d / "web.plop", (now, now))  # the newest
+    os.utime(d / "small.plop", (now - 100, now - 100))
+    return d
+
+
+@pytest.fixture
+def app(datadir: Path) -> tornado.web.Application:
+    return make_app(str(datadir))
+
+
+async def get(http_client, base_url: str, path: str):
+    return await http_client.fetch(base_url + path, raise_error=False)
+
+
+def error_message(response) -> str:
+    body = json.loads(response.body)
+    assert set(body) == {"error"}
+    assert body["error"]["status"] == response.code
+    return body["error"]["message"]
+
+
+# ---------------------------------------------------------------- index
+
+@pytest.mark.gen_test
+async def test_index_lists_profiles_newest_first(http_client, base_url):
+    response = await get(http_client, base_url, "/")
+    assert response.code == 200
+    html = response.body.decode()
+    for name in ("web.plop", "small.plop", "tmpl_work.legacy-plop-0.4.0.plop",
+                 "tmpl_work.legacy-plop-0.4.0.flame", "tmpl_work.py-spy-0.4.3.collapsed"):
+        assert 'href="/view?filename=%s"' % quote(name, safe="") in html
+    assert "notes.txt" not in html and "data.json" not in html and "tmpl_work.py<" not in html
+    assert "subdir" not in html and "inner.plop" not in html
+    assert html.index("web.plop") < html.index("small.plop")
+    # What a person wants before clicking: command, duration, samples, mode.
+    assert "python server.py" in html and "12.5 s" in html and ">60<" in html and "real" in html
+
+
+@pytest.mark.gen_test
+async def test_index_lists_corrupt_profile_with_reason_and_no_link(http_client, base_url):
+    html = (await get(http_client, base_url, "/")).body.decode()
+    assert "broken.plop" in html
+    assert "/view?filename=broken.plop" not in html
+    row = html[html.index("broken.plop"):]
+    row = row[: row.index("</tr>")]
+    assert "Cannot be read" in row and "invalid JSON" in row
+
+
+@pytest.mark.gen_test
+async def test_index_escapes_profile_strings(http_client, base_url, datadir):
+    formats.dump(native_profile(), datadir / (HOSTILE.replace("/", "") + ".plop"))
+    html = (await get(http_client, base_url, "/")).body.decode()
+    assert "<img" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+@pytest.mark.gen_test
+async def test_new_file_appears_without_restart(http_client, base_url, datadir):
+    assert "later.plop" not in (await get(http_client, base_url, "/")).body.decode()
+    formats.dump(Profile({("", (MAIN,)): 1}), datadir / "later.plop")
+    assert "/view?filename=later.plop" in (await get(http_client, base_url, "/")).body.decode()
+
+
+@pytest.mark.gen_test
+async def test_index_of_empty_directory(http_client, base_url, datadir):
+    for p in datadir.iterdir():
+        if p.is_file():
+            p.unlink()
+    response = await get(http_client, base_url, "/")
+    assert response.code == 200
+    assert "No profiles here yet" in response.body.decode()
+
+
+@pytest.mark.gen_test
+async def test_index_survives_special_files(http_client, base_url, datadir, tmp_path):
+    os.mkfifo(datadir / "fifo.plop")
+    outside_fifo = tmp_path / "outside-fifo"
+    os.mkfifo(outside_fifo)
+    (datadir / "link-to-fifo.plop").symlink_to(outside_fifo)
+    (datadir / "dangling.plop").symlink_to(tmp_path / "missing")
+    (datadir / "loop.plop").symlink_to(datadir / "loop.plop")
+    (datadir / "dir.plop").mkdir()
+    unreadable = datadir / "secret.plop"
+    unreadable.write_bytes(formats.dumps(native_profile()))
+    unreadable.chmod(0)
+    import socket
+    sock = socket.socket(socket.AF_UNIX)
+    try:
+        sock.bind(str(datadir / "s.sock"))
+        started = time.monotonic()
+        response = await get(http_client, base_url, "/")
+        assert time.monotonic() - started < 5
+    finally:
+        sock.close()
+    assert response.code == 200
+    html = response.body.decode()
+    for name in ("fifo.plop", "link-to-fifo.plop", "dangling.plop", "loop.plop", "dir.plop", "s.sock"):
+        assert name not in html
+    assert "web.plop" in html
+
+
+@pytest.mark.gen_test
+async def test_huge_non_profile_is_not_read(http_client, base_url, datadir):
+    with open(datadir / "huge.log", "wb") as f:
+        f.truncate(3 << 30)  # 3 GiB, sparse
+    with open(datadir / "huge.plop", "wb") as f:
+        f.write(b'{"plop": 1,')
+        f.truncate(300 << 20)  # named and starting like a profile, but over the size limit
+    started = time.monotonic()
+    html = (await get(http_client, base_url, "/")).body.decode()
+    assert time.monotonic() - started < 5
+    assert "huge.log" not in html
+    row = html[html.index("huge.plop"):]
+    assert "Cannot be read" in row[: row.index("</tr>")]
+    assert "/view?filename=huge.plop" not in html
+
+
+@pytest.mark.gen_test
+async def test_api_profiles(http_client, base_url, datadir):
+    response = await get(http_client, base_url, "/api/profiles")
+    assert response.code == 200
+    assert response.headers["Content-Type"].startswith("application/json")
+    body = json.loads(response.body)
+    assert body["datadir"] == str(datadir.resolve())
+    assert body["ignored"] == 4  # tmpl_work.py, notes.txt, data.json, subdir
+    profiles = {p["name"]: p for p in body["profiles"]}
+    assert list(profiles)[0] == "web.plop"
+    web = profiles["web.plop"]
+    assert web["status"] == "ok" and web["error"] is None
+    assert web["format"] == "plop"
+    assert web["samples"] == 60 and web["threads"] == 2 and web["has_cpu"] is True
+    assert web["command"] == ["python", "server.py", "--name=" + HOSTILE]
+    assert web["duration"] == 12.5 and web["mode"] == "real"
+    assert web["view_url"] == "/view?filename=web.plop"
+    assert web["data_url"] == "/data?filename=web.plop"
+    assert profiles["tmpl_work.legacy-plop-0.4.0.plop"]["format"] == "legacy"
+    assert profiles["tmpl_work.py-spy-0.4.3.collapsed"]["format"] == "collapsed"
+    broken = profiles["broken.plop"]
+    assert broken["status"] == "error" and "invalid JSON" in broken["error"] and broken["view_url"] is None
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_listing_5000_files(http_client, base_url, datadir):
+    for i in range(4990):
+        (datadir / ("file%05d.txt" % i)).write_text("line %d\n" % i)
+    profile_bytes = formats.dumps(Profile({("", (MAIN, HANDLE)): 1}))
+    for i in range(10):
+        (datadir / ("p%02d.plop" % i)).write_bytes(profile_bytes)
+    for _ in range(2):  # cold, then from the cache
+        body = json.loads((await get(http_client, base_url, "/api/profiles")).body)
+        names = {p["name"] for p in body["profiles"]}
+        assert {"p%02d.plop" % i for i in range(10)} <= names
+        assert not any(n.startswith("file") for n in names)
+        assert body["ignored"] == 4990 + 4
+
+
+def test_slow_summaries_finish_in_the_background(datadir):
+    directory = DataDirectory(str(datadir), budget=0)
+    try:
+        first = {e.name: e for e in directory.scan()}
+        assert first["web.plop"].pending
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            entries = {e.name: e for e in directory.scan()}
+            if not any(e.pending for e in entries.values()):
+                break
+            time.sleep(0.05)
+        assert entries["web.plop"].summary["samples"] == 60
+        assert entries["broken.plop"].error
+    finally:
+        directory.close()
+
+
+# ---------------------------------------------------------------- view and data
+
+@pytest.mark.gen_test
+async def test_view_page(http_client, base_url):
+    response = await get(http_client, base_url, "/view?filename=web.plop")
+    assert response.code == 200
+    html = response.body.decode()
+    assert 'data-data-url="/data?filename=web.plop"' in html
+    assert "vendor/d3/d3.min.js" in html and 'type="module"' in html
+    assert "web-1" in html and "4242" in html and "12.5 s" in html
+    assert "<img" not in html and "--name=&lt;img src=x onerror=alert(1)&gt;" in html
+    assert 'value="cpu"' in html  # the profile has CPU counts: the view toggle is offered
+    assert '<option value="worker-1"' in html  # and several threads: the selector too
+    assert "https://" not in html and "http://" not in html  # no CDN
+
+
+@pytest.mark.gen_test
+async def test_view_page_of_fixtures(http_client, base_url):
+    for fixture in FIXTURES.glob("tmpl_work.*"):
+        if fixture.suffix == ".py":
+            continue
+        response = await get(http_client, base_url, "/view?filename=" + quote(fixture.name))
+        assert response.code == 200, fixture.name
+        assert 'value="cpu"' not in response.body.decode()
+
+
+@pytest.mark.gen_test
+async def test_data_complete_graph(http_client, base_url):
+    response = await get(http_client, base_url, "/data?filename=web.plop")
+    assert response.code == 200
+    assert response.headers["Content-Type"].startswith("application/json")
+    data = json.loads(response.body)
+    assert data["total_samples"] == 60
+    assert sum(n["self"] for n in data["nodes"]) == 60
+    assert data["hidden_nodes"] == 0 and data["node_count"] == len(data["nodes"]) == 5
+    assert data["filename"] == "web.plop" and data["format"] == "plop"
+    assert data["view"] == "wall" and data["views"] == ["wall", "cpu"]
+    assert data["thread"] is None and data["max_nodes"] is None
+    assert data["threads"] == [{"name": "MainThread", "samples": 45}, {"name": "worker-1", "samples": 15}]
+    names = {n["funcname"]: n for n in data["nodes"]}
+    assert names[HOSTILE]["self"] == 5  # a string like any other
+    assert names["main"]["total"] == 45 and names["main"]["lineno"] == 10
+    for key in ("id", "funcname", "filename", "lineno", "self", "total", "group", "lines"):
+        assert key in names["handle"]
+    ids = {n["id"]: n["funcname"] for n in data["nodes"]}
+    edges = {(ids[e["source"]], ids[e["target"]]): e["weight"] for e in data["edges"]}
+    assert edges == {("main", "handle"): 40, ("handle", "query"): 30, ("main", HOSTILE): 5}
+
+
+@pytest.mark.gen_test
+async def test_data_trimmed(http_client, base_url):
+    data = json.loads((await get(http_client, base_url, "/data?filename=web.plop&max_nodes=2")).body)
+    assert [n["funcname"] for n in data["nodes"]] == ["main", "handle"]
+    assert data["max_nodes"] == 2 and data["node_count"] == 5
+    assert data["hidden_nodes"] == 3 and data["hidden_samples"] == 50
+    everything = json.loads((await get(http_client, base_url, "/data?filename=web.plop&max_nodes=all")).body)
+    assert len(everything["nodes"]) == 5
+
+
+@pytest.mark.gen_test
+async def test_data_cpu_view_and_thread(http_client, base_url):
+    cpu = json.loads((await get(http_client, base_url, "/data?filename=web.plop&view=cpu")).body)
+    assert cpu["view"] == "cpu" and cpu["total_samples"] == 15 + 5 + 2 + 7
+    worker = json.loads((await get(http_client, base_url, "/data?filename=web.plop&thread=worker-1")).body)
+    assert worker["thread"] == "worker-1" and worker["total_samples"] == 15
+    assert [n["funcname"] for n in worker["nodes"]] == ["work"]
+    both = json.loads((await get(http_client, base_url, "/data?filename=web.plop&thread=worker-1&view=cpu")).body)
+    assert both["total_samples"] == 7
+
+
+@pytest.mark.gen_test
+async def test_data_of_every_fixture(http_client, base_url):
+    for fixture in FIXTURES.glob("tmpl_work.*"):
+        if fixture.suffix == ".py":
+            continue
+        response = await get(http_client, base_url, "/data?filename=" + quote(fixture.name))
+        assert response.code == 200, fixture.name
+        data = json.loads(response.body)
+        assert data["nodes"] and sum(n["self"] for n in data["nodes"]) == data["total_samples"]
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize(
+    "query, status, text",
+    [
+        ("filename=small.plop&view=cpu", 400, "no on-CPU counts"),
+        ("filename=web.plop&view=flame", 400, "unknown view"),
+        ("filename=web.plop&thread=nope", 400, "no thread named"),
+        ("filename=web.plop&max_nodes=0", 400, "max_nodes"),
+        ("filename=web.plop&max_nodes=ten", 400, "max_nodes"),
+        ("", 400, "filename"),
+        ("filename=broken.plop", 422, "invalid JSON"),
+        ("filename=missing.plop", 404, "no profile named"),
+        ("filename=notes.txt", 404, "no profile named"),
+        ("filename=tmpl_work.py", 404, "no profile named"),
+    ],
+)
+async def test_data_errors_are_json(http_client, base_url, query, status, text):
+    response = await get(http_client, base_url, "/data?" + query)
+    assert response.code == status
+    assert text in error_message(response)
+    assert "Traceback" not in response.body.decode()
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize(
+    "query, status, text",
+    [
+        ("filename=small.plop&view=cpu", 400, "no on-CPU counts"),
+        ("filename=broken.plop", 422, "invalid JSON"),
+        ("filename=missing.plop", 404, "no profile named"),
+    ],
+)
+async def test_view_errors_are_pages(http_client, base_url, query, status, text):
+    response = await get(http_client, base_url, "/view?" + query)
+    assert response.code == status
+    html = response.body.decode()
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert text in html and "Back to the list of profiles" in html
+    assert "Traceback" not in html
+
+
+# ---------------------------------------------------------------- safety
+
+ESCAPES = [
+    "..", ".", "", "../profiles/web.plop", "subdir/inner.plop", "subdir%2Finner.plop", "%2E%2E%2Fetc%2Fpasswd",
+    "/etc/passwd", "%2Fetc%2Fpasswd", "..%2F..%2Fetc%2Fpasswd", "..\\web.plop", "subdir%5Cinner.plop",
+    "web.plop/", "./web.plop", "%00", "%2e%2e",
+]
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("name", ESCAPES)
+async def test_path_escapes_are_404(http_client, base_url, name):
+    for route in ("/view", "/data"):
+        response = await get(http_client, base_url, "%s?filename=%s" % (route, name))
+        assert response.code in (400, 404), (route, name)  # "" is a missing argument: 400
+        assert response.code == 404 or name == ""
+
+
+@pytest.mark.gen_test
+async def test_symlink_out_of_datadir_is_404(http_client, base_url, datadir, tmp_path):
+    outside = tmp_path / "outside.plop"
+    formats.dump(native_profile(), outside)
+    (datadir / "escape.plop").symlink_to(outside)
+    (datadir / "escape-rel.plop").symlink_to(Path("..") / "outside.plop")
+    for name in ("escape.plop", "escape-rel.plop"):
+        for route in ("/view", "/data"):
+            assert (await get(http_client, base_url, "%s?filename=%s" % (route, name))).code == 404
+    assert "escape" not in (await get(http_client, base_url, "/")).body.decode()
+
+
+@pytest.mark.gen_test
+async def test_symlink_to_fifo_outside_is_never_opened(http_client, base_url, datadir, tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    (datadir / "fifo-link.plop").symlink_to(fifo)
+    started = time.monotonic()
+    for path in ("/", "/api/profiles", "/view?filename=fifo-link.plop", "/data?filename=fifo-link.plop"):
+        response = await get(http_client, base_url, path)
+        assert response.code in (200, 404)
+    assert time.monotonic() - started < 5
+    # Nobody holds the FIFO open for reading: opening it to write without a reader fails.
+    with pytest.raises(OSError):
+        os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+
+
+@pytest.mark.gen_test
+async def test_symlink_inside_datadir_works(http_client, base_url, datadir):
+    (datadir / "alias.plop").symlink_to("web.plop")
+    assert (await get(http_client, base_url, "/data?filename=alias.plop")).code == 200
+
+
+@pytest.mark.gen_test
+async def test_unknown_route_is_404_page(http_client, base_url):
+    response = await get(http_client, base_url, "/nothing/here")
+    assert response.code == 404
+    assert "there is no page at /nothing/here" in response.body.decode()
+
+
+@pytest.mark.gen_test
+async def test_security_headers(http_client, base_url):
+    response = await get(http_client, base_url, "/view?filename=web.plop")
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.gen_test
+async def test_static_assets(http_client, base_url):
+    for path in ("/static/graph.js", "/static/draw.js", "/static/panels.js", "/static/util.js",
+                 "/static/index.js", "/static/style.css", "/static/vendor/d3/d3.min.js"):
+        response = await get(http_client, base_url, path)
+        assert response.code == 200, path
+    js = (await get(http_client, base_url, "/static/graph.js")).headers["Content-Type"]
+    assert "javascript" in js
+
+
+# ---------------------------------------------------------------- internal errors
+
+@pytest.mark.gen_test
+async def test_internal_error_has_no_traceback(http_client, base_url, app):
+    def explode(*args):
+        raise RuntimeError("secret internals")
+
+    app.settings["viewer"].graph = explode
+    response = await get(http_client, base_url, "/data?filename=web.plop")
+    assert response.code == 500
+    assert "internal error" in error_message(response)
+    body = response.body.decode()
+    assert "Traceback" not in body and "secret internals" not in body
+    page = await get(http_client, base_url, "/nothing")
+    assert "Traceback" not in page.body.decode()
+
+
+def test_debug_mode_serves_tracebacks(datadir):
+    app = make_app(str(datadir), debug=True)
+    assert app.settings["serve_traceback"] is True
+    assert not make_app(str(datadir)).settings.get("serve_traceback")
+
+
+# ---------------------------------------------------------------- command line
+
+def run_viewer(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "plop.viewer", *args], capture_output=True, text=True,
+                          timeout=30, cwd=ROOT)
+
+
+@pytest.mark.parametrize("make", ["missing", "file"])
+def test_cli_bad_datadir_is_one_line_error(tmp_path, make):
+    target = tmp_path / "nope"
+    if make == "file":
+        target.write_text("x")
+    result = run_viewer("--datadir=%s" % target, "--port=0")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert str(target) in result.stderr
+
+
+def test_cli_serves_and_prints_url(datadir):
+    process = subprocess.Popen([sys.executable, "-m", "plop.viewer", "--datadir=%s" % datadir, "--port=0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        line = process.stdout.readline()
+        assert "http://127.0.0.1:" in line
+        url = line.split()[-1]
+        import urllib.request
+        with urllib.request.urlopen(url + "api/profiles", timeout=10) as response:
+            assert json.load(response)["profiles"]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
