@@ -1,0 +1,353 @@
+"""The viewer in a real browser: headless Chromium (Debian's) driven by Playwright.
+
+Starts ``python -m plop.viewer`` on a free port over a data directory holding
+a realistic native profile, a profile with a hostile function name and the
+fixtures written by the original plop and py-spy, then clicks through it.
+
+Screenshots go to ``test-artifacts/``; with ``PLOP_UPDATE_SCREENSHOT=1`` the
+graph page is also saved as ``docs/screenshot.png`` (the README's picture).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from plop import formats
+from plop.profile import Frame, Profile
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT.parent / "shared" / "fixtures"
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+HOSTILE = "<img src=x onerror=alert(1)>"
+LAYOUT_DONE = "svg#graph[data-layout=done]"
+
+_PATHS = {"$S": "/srv/shop/venv/lib/python3.11/site-packages", "$L": "/usr/local/lib/python3.11",
+          "$A": "/srv/shop/shop"}
+
+
+def call(spec: str, own: int = 0, cpu: float = 1.0, *callees: tuple) -> tuple:
+    """One function in a call tree: ``"name $A/file.py first line"``, its own wall
+    samples, the share of them spent on a CPU, and the functions it calls."""
+    name, path, first, line = spec.rsplit(" ", 3)
+    prefix, _, rest = path.partition("/")
+    frame = Frame("%s/%s" % (_PATHS[prefix], rest), name, int(first), int(line))
+    return (frame, own, cpu, callees)
+
+
+def sql(line: int) -> tuple:
+    return call(f"Connection.execute $S/sqlalchemy/engine/base.py 1370 {line}", 6, 1.0,
+                call("Connection._execute_context $S/sqlalchemy/engine/base.py 1790 1846", 9, 1.0,
+                     call("DefaultDialect.do_execute $S/sqlalchemy/engine/default.py 733 736", 3, 1.0,
+                          call("Cursor.execute $S/psycopg/cursor.py 717 732", 14, 1.0,
+                               call("Cursor._execute_gen $S/psycopg/cursor.py 190 204", 22),
+                               call("wait $S/psycopg/waiting.py 40 58", 0, 1.0,
+                                    call("EpollSelector.select $L/selectors.py 451 468", 310, 0.02))))),
+                call("CursorResult.all $S/sqlalchemy/engine/result.py 1220 1234", 8, 1.0,
+                     call("ResultMetaData._row_getter $S/sqlalchemy/engine/result.py 180 199", 41)))
+
+
+def web_service_profile() -> Profile:
+    """A minute of a Tornado web shop: handlers, SQL, templates, caching, a worker pool."""
+    render = call("render_template $A/templating.py 24 31", 2, 1.0,
+                  call("Environment.get_template $S/jinja2/environment.py 977 1010", 3),
+                  call("Template.render $S/jinja2/environment.py 1269 1301", 4, 1.0,
+                       call("root $A/templates/product_list.html 1 12", 38, 1.0,
+                            call("block_content $A/templates/product_list.html 5 27", 61, 1.0,
+                                 call("escape $S/markupsafe/__init__.py 202 205", 44),
+                                 call("format_price $A/filters.py 18 22", 12, 1.0,
+                                      call("Decimal.__format__ $L/_pydecimal.py 3778 3811", 29)),
+                                 call("url_for $A/urls.py 40 47", 18)))))
+    pricing = call("PriceCalculator.apply $A/pricing.py 51 66", 6, 1.0,
+                   call("PriceCalculator._apply_rule $A/pricing.py 80 91", 21, 1.0,
+                        call("PriceCalculator._apply_rule $A/pricing.py 80 94", 17, 1.0,
+                             call("PriceCalculator._apply_rule $A/pricing.py 80 94", 9, 1.0,
+                                  call("Rule.matches $A/pricing.py 22 30", 16)),
+                             call("Rule.matches $A/pricing.py 22 30", 12)),
+                        call("Rule.matches $A/pricing.py 22 29", 15)))
+    cache = call("Cache.get $A/cache.py 33 41", 3, 1.0,
+                 call("Redis.get $S/redis/commands/core.py 1820 1826", 2, 1.0,
+                      call("Redis.execute_command $S/redis/client.py 530 545", 7, 1.0,
+                           call("Connection.read_response $S/redis/connection.py 820 831", 5, 1.0,
+                                call("socket.recv_into $L/socket.py 0 0", 96, 0.03)))))
+    dumps = call("dumps $L/json/__init__.py 183 231", 2, 1.0,
+                 call("JSONEncoder.encode $L/json/encoder.py 183 200", 4, 1.0,
+                      call("JSONEncoder.iterencode $L/json/encoder.py 205 258", 57)))
+    log = call("Logger.info $L/logging/__init__.py 1467 1479", 3, 1.0,
+               call("Logger._log $L/logging/__init__.py 1600 1634", 6, 1.0,
+                    call("Logger.handle $L/logging/__init__.py 1636 1646", 2, 1.0,
+                         call("StreamHandler.emit $L/logging/__init__.py 1098 1113", 24, 0.5))))
+    products = call("ProductListHandler.get $A/handlers/products.py 41 58", 11, 1.0,
+                    call("ProductRepository.search $A/models/products.py 77 93", 7, 1.0,
+                         call("Query.all $S/sqlalchemy/orm/query.py 2660 2673", 4, 1.0, sql(1412))),
+                    cache, pricing, render, log)
+    api = call("ProductApiHandler.get $A/handlers/api.py 19 33", 5, 1.0,
+               call("ProductRepository.get $A/models/products.py 60 71", 3, 1.0,
+                    call("Session.get $S/sqlalchemy/orm/session.py 3480 3522", 5, 1.0, sql(1415))),
+               dumps, call("RequestHandler.write $S/tornado/web.py 830 871", 9))
+    execute = call("RequestHandler._execute $S/tornado/web.py 1705 1786", 12, 1.0, products, api,
+                   call("RequestHandler.finish $S/tornado/web.py 1151 1215", 8, 1.0,
+                        call("HTTP1Connection.write $S/tornado/http1connection.py 490 512", 17, 0.9)))
+    main = call("<module> $A/server.py 1 88", 0, 1.0,
+                call("main $A/server.py 70 84", 0, 1.0,
+                     call("run $L/asyncio/runners.py 160 190", 0, 1.0,
+                          call("BaseEventLoop.run_forever $L/asyncio/base_events.py 593 607", 2, 1.0,
+                               call("BaseEventLoop._run_once $L/asyncio/base_events.py 1845 1922", 19, 1.0,
+                                    call("EpollSelector.select $L/selectors.py 451 468", 520, 0.01),
+                                    call("Handle._run $L/asyncio/events.py 78 80", 6, 1.0,
+                                         call("_HandlerDelegate.execute $S/tornado/web.py 2430 2468", 3, 1.0,
+                                              execute),
+                                         call("HTTP1ServerConnection._server_request_loop "
+                                              "$S/tornado/http1connection.py 821 836", 4, 1.0,
+                                              call("HTTP1Connection._read_message "
+                                                   "$S/tornado/http1connection.py 190 244", 23, 1.0,
+                                                   call("parse_request_start_line $S/tornado/httputil.py 911 930",
+                                                        11)))))))))
+
+    def thread(*callees: tuple) -> tuple:
+        return call("Thread._bootstrap $L/threading.py 982 1002", 0, 1.0,
+                    call("Thread._bootstrap_inner $L/threading.py 1019 1045", 0, 1.0,
+                         call("Thread.run $L/threading.py 975 982", 0, 1.0, *callees)))
+
+    worker = thread(call("_worker $L/concurrent/futures/thread.py 69 83", 2, 1.0,
+                         call("SimpleQueue.get $L/queue.py 0 0", 140, 0.0),
+                         call("_WorkItem.run $L/concurrent/futures/thread.py 53 58", 1, 1.0,
+                              call("make_thumbnail $A/images.py 30 44", 5, 1.0,
+                                   call("Image.resize $S/PIL/Image.py 2120 2200", 96),
+                                   call("Image.save $S/PIL/Image.py 2350 2439", 12, 1.0,
+                                        call("_save $S/PIL/JpegImagePlugin.py 640 789", 37))))))
+    flusher = thread(call("MetricsFlusher.run $A/metrics.py 51 60", 1, 1.0,
+                          call("sleep $A/metrics.py 0 0", 60, 0.0),
+                          call("StatsClient.send $S/statsd/client/udp.py 35 41", 9)))
+    samples: dict = {}
+    cpu: dict = {}
+
+    def walk(thread_name: str, node: tuple, prefix: tuple) -> None:
+        frame, own, on_cpu, callees = node
+        stack = prefix + (frame,)
+        if own:
+            key = (thread_name, stack)
+            samples[key] = samples.get(key, 0) + own
+            cpu[key] = cpu.get(key, 0) + round(own * on_cpu)
+        for callee in callees:
+            walk(thread_name, callee, stack)
+
+    walk("MainThread", main, ())
+    walk("ThreadPoolExecutor-0_0", worker, ())
+    walk("metrics-flusher", flusher, ())
+    metadata = {
+        "command": ["python", "-m", "shop.server", "--port=8000"], "start_time": 1767271380.0, "duration": 60.0,
+        "mode": "real", "interval": 0.01, "pid": 48213, "hostname": "web-3.shop.internal",
+        "python_version": "3.11.7", "samples_taken": sum(samples.values()), "sample_time": 0.41,
+    }
+    return Profile(samples, metadata, cpu)
+
+
+def hostile_profile() -> Profile:
+    evil = Frame("/srv/app/evil.py", HOSTILE, 3, 4)
+    main = Frame("/srv/app/main.py", "main", 1, 2)
+    return Profile({("", (main, evil)): 7, ("", (main,)): 2}, {"command": ["python", HOSTILE]})
+
+
+@pytest.fixture(scope="module")
+def datadir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("browser") / "profiles"
+    d.mkdir()
+    for fixture in FIXTURES.glob("tmpl_work.*"):
+        shutil.copy(fixture, d / fixture.name)
+    formats.dump(hostile_profile(), d / "hostile.plop")
+    formats.dump(web_service_profile(), d / "shop-web-3.plop")
+    return d
+
+
+@pytest.fixture(scope="module")
+def server(datadir: Path) -> Iterator[str]:
+    """The viewer as users run it, on a free port; yields its URL."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "plop.viewer", "--datadir=%s" % datadir, "--port=0", "--address=127.0.0.1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        line = process.stdout.readline()
+        assert "http://127.0.0.1:" in line, process.stderr.read()
+        yield line.split()[-1].rstrip("/")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Debian's chromium is not installed at %s" % CHROMIUM)
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh page that fails the test on any script error or dialog (e.g. an injected alert)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, device_scale_factor=1)
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append("script error: %s" % error))
+    page.on("dialog", lambda dialog: (problems.append("dialog: %s" % dialog.message), dialog.dismiss()))
+    yield page
+    context.close()
+    assert not problems
+
+
+def open_graph(page, url: str) -> dict:
+    """Go to a graph page, wait for its force layout; returns the /data response it drew."""
+    with page.expect_response(lambda r: "/data?" in r.url) as response:
+        page.goto(url)
+    page.wait_for_selector(LAYOUT_DONE, state="attached", timeout=20000)
+    return response.value.json()
+
+
+def node(page, data: dict, funcname: str):
+    ids = [n["id"] for n in data["nodes"] if n["funcname"] == funcname]
+    assert ids, funcname
+    return page.locator('g.node[data-id="%d"] circle' % ids[0])
+
+
+def screenshot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name))
+
+
+def test_index_to_graph_hover_search_select(page, server):
+    page.goto(server + "/")
+    links = page.locator("table.profiles a")
+    assert {"shop-web-3.plop", "hostile.plop", "tmpl_work.legacy-plop-0.4.0.plop",
+            "tmpl_work.py-spy-0.4.3.collapsed", "tmpl_work.legacy-plop-0.4.0.flame"} <= set(links.all_inner_texts())
+    screenshot(page, "index.png")
+
+    with page.expect_response(lambda r: "/data?" in r.url) as response:
+        page.click("text=shop-web-3.plop")
+    page.wait_for_selector(LAYOUT_DONE, state="attached", timeout=20000)
+    data = response.value.json()
+    assert page.locator("circle").count() == len(data["nodes"]) == data["node_count"]
+    assert "python -m shop.server" in page.inner_text("header")
+
+    # Hover: an HTML tooltip with function, file:line, self and total.
+    target = node(page, data, "ProductListHandler.get")
+    target.hover(force=True)
+    tooltip = page.locator("#tooltip")
+    tooltip.wait_for(state="visible")
+    text = tooltip.inner_text()
+    listing = next(n for n in data["nodes"] if n["funcname"] == "ProductListHandler.get")
+    assert "ProductListHandler.get" in text
+    assert "/srv/shop/shop/handlers/products.py:41" in text
+    assert "Self" in text and "Total" in text
+    assert "%d samples" % listing["total"] in text and "%.1f%%" % (100 * listing["total"] / data["total_samples"]) in text
+    screenshot(page, "graph-hover.png")
+
+    # Search highlights every function whose name or file matches.
+    page.fill("#search", "execute")
+    expected = {n["id"] for n in data["nodes"] if "execute" in (n["funcname"] + n["filename"]).lower()}
+    page.wait_for_function("n => document.querySelectorAll('g.node.match').length === n", arg=len(expected))
+    found = set(map(int, page.eval_on_selector_all("g.node.match", "els => els.map(e => e.dataset.id)")))
+    assert found == expected
+    assert page.inner_text("#search-count") == "%d found" % len(expected)
+    screenshot(page, "graph-search.png")
+    page.fill("#search", "")
+
+    # Click: the details panel with lines, callers and callees.
+    node(page, data, "ProductListHandler.get").click(force=True)
+    panel = page.locator("#details")
+    panel.wait_for(state="visible")
+    assert panel.locator("h2").inner_text() == "ProductListHandler.get"
+    body = panel.inner_text()  # headings are upper-cased by CSS
+    assert "CALLED BY (1)" in body and "RequestHandler._execute" in body
+    assert "CALLS (5)" in body and "ProductRepository.search" in body and "render_template" in body
+    assert "LINES" in body and "58" in body
+    assert page.locator("g.node.selected").count() == 1
+    assert page.locator("g.node.lit").count() == 7  # itself, 1 caller, 5 callees
+    screenshot(page, "graph-selected.png")
+    page.keyboard.press("Escape")
+    panel.wait_for(state="hidden")
+
+    page.mouse.move(5, 5)
+    tooltip.wait_for(state="hidden")
+    screenshot(page, "graph.png")
+    if os.environ.get("PLOP_UPDATE_SCREENSHOT"):
+        page.screenshot(path=str(ROOT / "docs" / "screenshot.png"))
+
+
+def test_controls_ask_for_new_data(page, server):
+    data = open_graph(page, server + "/view?filename=shop-web-3.plop")
+    assert data["max_nodes"] == 100
+
+    with page.expect_response(lambda r: "/data?" in r.url and "max_nodes=25" in r.url) as response:
+        page.select_option("#max-nodes", "25")
+    page.wait_for_selector(LAYOUT_DONE, state="attached")
+    trimmed = response.value.json()
+    assert len(trimmed["nodes"]) == 25 and trimmed["hidden_nodes"] == data["node_count"] - 25
+    page.wait_for_function("() => document.querySelectorAll('circle').length === 25")
+    assert "hidden" in page.inner_text("#status")
+    assert "max_nodes=25" in page.url
+
+    with page.expect_response(lambda r: "/data?" in r.url and "view=cpu" in r.url) as response:
+        page.click("text=On CPU")
+    cpu = response.value.json()
+    assert cpu["view"] == "cpu" and cpu["total_samples"] < data["total_samples"]
+    page.wait_for_function("n => document.querySelectorAll('circle').length === n", arg=len(cpu["nodes"]))
+
+    with page.expect_response(lambda r: "/data?" in r.url and "thread=" in r.url) as response:
+        page.select_option("select[name=thread]", "ThreadPoolExecutor-0_0")
+    worker = response.value.json()
+    assert worker["thread"] == "ThreadPoolExecutor-0_0"
+    page.wait_for_function("n => document.querySelectorAll('circle').length === n", arg=len(worker["nodes"]))
+    assert "make_thumbnail" in {n["funcname"] for n in worker["nodes"]}
+
+
+def test_hostile_function_name_is_text(page, server):
+    data = open_graph(page, server + "/view?filename=hostile.plop")
+    assert page.locator("circle").count() == len(data["nodes"])
+    assert page.eval_on_selector_all("img", "els => els.length") == 0
+    labels = page.eval_on_selector_all("g.node tspan.name", "els => els.map(e => e.textContent)")
+    assert HOSTILE in labels
+    node(page, data, HOSTILE).hover(force=True)
+    page.locator("#tooltip").wait_for(state="visible")
+    assert HOSTILE in page.inner_text("#tooltip")
+    node(page, data, HOSTILE).click(force=True)
+    page.locator("#details").wait_for(state="visible")
+    assert page.locator("#details h2").inner_text() == HOSTILE
+    assert HOSTILE in page.inner_text("header")  # the command
+    assert page.eval_on_selector_all("img", "els => els.length") == 0
+    page.goto(server + "/")
+    assert page.eval_on_selector_all("img", "els => els.length") == 0
+
+
+@pytest.mark.parametrize("name", ["tmpl_work.legacy-plop-0.4.0.plop", "tmpl_work.legacy-plop-0.4.0.flame",
+                                  "tmpl_work.py-spy-0.4.3.collapsed"])
+def test_fixture_graphs(page, server, name):
+    data = open_graph(page, server + "/view?filename=" + name)
+    assert page.locator("circle").count() == len(data["nodes"]) > 0
+    radii = page.eval_on_selector_all("circle", "els => els.map(e => e.r.baseVal.value)")
+    assert min(radii) >= 4  # functions without self samples are still visible
+    screenshot(page, "fixture-%s.png" % name.replace(".", "-"))
+
+
+def test_index_updates_live(page, server, datadir):
+    page.goto(server + "/")
+    page.wait_for_selector("table.profiles")
+    formats.dump(hostile_profile(), datadir / "dropped-later.plop")
+    try:
+        page.wait_for_selector("text=dropped-later.plop", timeout=15000)
+    finally:
+        (datadir / "dropped-later.plop").unlink()
