@@ -79,11 +79,46 @@ _LEGACY_HEAD = re.compile(
     rb"""[ \t\r\n]*\{[ \t\r\n]*\([ \t\r\n]*(?:[(\[][ \t\r\n]*[bBuUrR]{0,2}['"]|\)[ \t\r\n]*:)"""
 )
 _LEGACY_EMPTY = re.compile(rb"[ \t\r\n]*\{[ \t\r\n]*\}[ \t\r\n]*\Z")
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-# "stack count"; py-spy writes a bare " count" for a sample with no Python frames.
-_COLLAPSED_LINE = re.compile(r"(?:([^\x00-\x1f\x7f]*?)[ \t]+)?([0-9]{1,18})")
-# "name (file:line)" frame followed by ";" or the end: what py-spy and plop write.
-_FRAME_EVIDENCE = re.compile(r"[^;\s][^;]* \([^;]*:[0-9]+\)(?:;|\Z)")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # tab aside: not in any text profile
+_STACK_BAD = re.compile(r"[\x00-\x1f\x7f]")
+
+
+# No regular expression with two variable-length parts is used on collapsed
+# lines: a hostile megabyte line must cost linear time, not quadratic.
+def _split_collapsed(line: str) -> tuple[str, int] | None:
+    """``"stack count"`` (stripped) as (stack, count), or None if malformed.
+
+    py-spy writes a bare ``" count"`` for a sample with no Python frames: its
+    stack is "".
+    """
+    parts = line.rsplit(None, 1)
+    if not parts:
+        return None
+    count = parts[-1]
+    if not (count.isascii() and count.isdigit() and len(count) <= 18):
+        return None
+    if len(parts) == 1:
+        return "", int(count)
+    stack = parts[0]
+    if line[len(stack):-len(count)].strip(" \t") or _STACK_BAD.search(stack):
+        return None
+    return stack, int(count)
+
+
+def _located(frame: str) -> bool:
+    """True for a ``name (file:line)`` frame, the shape plop and py-spy write."""
+    if not frame.endswith(")"):
+        return False
+    i = frame.find(" (")
+    if i <= 0:
+        return False
+    _file, sep, line = frame[i + 2:-1].rpartition(":")
+    return bool(sep) and line.isascii() and line.isdigit()
+
+
+def _stack_evidence(stack: str) -> bool:
+    """A stack that could only be a profile: several frames, or a located one."""
+    return stack != "None" and (";" in stack or _located(stack))
 
 
 def sniff(head: bytes) -> str | None:
@@ -123,20 +158,17 @@ def _looks_collapsed(head: bytes) -> bool:
         line = line.strip()
         if not line:
             continue
-        m = _COLLAPSED_LINE.fullmatch(line)
-        if m is None:
+        split = _split_collapsed(line)
+        if split is None:
             return False
-        stack = m.group(1) or ""
-        if stack != "None" and (";" in stack or _FRAME_EVIDENCE.search(stack)):
-            evidence = True
+        evidence = evidence or _stack_evidence(split[0])
     if partial:
-        m = _COLLAPSED_LINE.fullmatch(partial)
-        if m is not None:
-            stack = m.group(1) or ""
-            evidence = evidence or ";" in stack or bool(_FRAME_EVIDENCE.search(stack))
-        elif _CONTROL.search(partial.replace("\t", " ")):
+        split = _split_collapsed(partial)
+        if split is not None:
+            evidence = evidence or _stack_evidence(split[0])
+        elif _CONTROL.search(partial):
             return False
-        elif ";" in partial and _FRAME_EVIDENCE.search(partial):
+        elif any(map(_located, partial.split(";")[:-1])):
             evidence = True  # one very deep stack longer than the window
     return evidence
 
@@ -145,13 +177,13 @@ def _first_line_collapsed(data: bytes) -> bool:
     for raw in data[:MAX_LINE_CHARS].split(b"\n"):
         if raw.strip():
             try:
-                line = raw.decode("utf-8").strip()
+                split = _split_collapsed(raw.decode("utf-8").strip())
             except UnicodeDecodeError:
                 return False
-            m = _COLLAPSED_LINE.fullmatch(line)
-            stack = m.group(1) or "" if m else ""
-            if stack != "None":  # plop 0.4.0's bogus first line
-                return ";" in stack or bool(_FRAME_EVIDENCE.search(stack))
+            if split is None:
+                return False
+            if split[0] != "None":  # plop 0.4.0's bogus first line
+                return _stack_evidence(split[0])
     return False
 
 
@@ -590,10 +622,10 @@ def _load_collapsed(data: bytes, name: str) -> Profile:
             continue
         if len(line) > MAX_LINE_CHARS:
             raise ProfileFormatError(f"line longer than {MAX_LINE_CHARS} characters", name, lineno)
-        m = _COLLAPSED_LINE.fullmatch(line)
-        if m is None:
+        split = _split_collapsed(line)
+        if split is None:
             raise ProfileFormatError(f"expected 'frame;frame;... count', got {line!r:.80}", name, lineno)
-        stack_text, count = m.group(1) or "", int(m.group(2))
+        stack_text, count = split
         if stack_text == "None" or not count:
             continue  # plop 0.4.0's bogus first line "None 1" (see docs/format.md)
         if not stack_text:

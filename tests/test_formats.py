@@ -407,6 +407,25 @@ def test_collapsed_bad_line_after_plop_040_none_line():
         loads(b"None 1\nf (z.py:1);g (z.py:2) 1\nbroken\n")
 
 
+@pytest.mark.parametrize("line", [
+    "a" + " " * 500_000 + "x",          # a long run of blanks before junk
+    "x" + " (a:" * 200_000,             # nested-looking frame openings
+    "f (" + "1:" * 300_000 + ") 1",
+    ";".join(["f (a.py:1"] * 50_000) + " 1",
+    'process 1:"' + "x" * 500_000,
+])
+def test_hostile_lines_cost_linear_time(line):
+    data = ("f (z.py:1);g (z.py:2) 1\n" + line + "\n").encode()
+    start = time.perf_counter()
+    sniff(data[:4096])
+    sniff(line.encode()[:4096])
+    try:
+        loads(data)
+    except ProfileFormatError:
+        pass
+    assert time.perf_counter() - start < 1
+
+
 def test_collapsed_line_length_limit():
     data = b"f (z.py:1);g (z.py:2) 1\n" + b"a;" * (formats.MAX_LINE_CHARS // 2 + 10) + b"a 1\n"
     with pytest.raises(ProfileFormatError, match="longer than"):
