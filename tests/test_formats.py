@@ -413,7 +413,7 @@ def test_collapsed_bad_line_after_plop_040_none_line():
     "f (" + "1:" * 300_000 + ") 1",
     ";".join(["f (a.py:1"] * 50_000) + " 1",
     'process 1:"' + "x" * 500_000,
-])
+], ids=["blanks", "openings", "colons", "unclosed-frames", "process"])
 def test_hostile_lines_cost_linear_time(line):
     data = ("f (z.py:1);g (z.py:2) 1\n" + line + "\n").encode()
     start = time.perf_counter()
