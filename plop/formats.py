@@ -448,6 +448,11 @@ _LIT_TOKEN = re.compile(
     r"""|(?P<i>[-+]?[0-9]+)[lL]?|(?P<n>None|True|False)\b|(?P<end>\Z))"""
 )
 _STR_PREFIXES = {"", "r", "u", "b", "br", "rb", "ur"}
+# The common case, a frame tuple of escape-free strings, parsed in one step
+# (7 tokens at once: legacy files load several times faster).
+_FAST_FRAME = re.compile(
+    r"""\([ \t\r\n\f]*[uU]?(?:'([^'\\\n]*)'|"([^"\\\n]*)")[ \t\r\n\f]*,[ \t\r\n\f]*([0-9]{1,19}|None)"""
+    r"""[ \t\r\n\f]*,[ \t\r\n\f]*[uU]?(?:'([^'\\\n]*)'|"([^"\\\n]*)")[ \t\r\n\f]*\)""")
 _STR_BODY = {
     "'": re.compile(r"([^'\\\n]*(?:\\[\s\S][^'\\\n]*)*)'"),
     '"': re.compile(r'([^"\\\n]*(?:\\[\s\S][^"\\\n]*)*)"'),
@@ -470,6 +475,7 @@ def _parse_literal(text: str, name: str) -> Any:
     stack: list[list[Any]] = []  # open containers: [opener, items, saw_comma, start_pos]
     pos = 0
     expect = "value"  # or "comma" (",", or a closer) or "colon" (after a dict key)
+    value: Any
     while True:
         m = _LIT_TOKEN.match(text, pos)
         if m is None:
@@ -482,12 +488,19 @@ def _parse_literal(text: str, name: str) -> Any:
         if punct is None or punct in "([{":
             if expect != "value":
                 raise fail("missing ':' after dict key" if expect == "colon" else "missing ',' between items", at)
-            if punct is not None:
+            fast = _FAST_FRAME.match(text, at) if punct == "(" else None
+            if fast is not None:  # a whole plain (filename, lineno, funcname) in one match
+                a, b, line, c, d = fast.groups()
+                filename, funcname = a if b is None else b, c if d is None else d
+                value = (interned.setdefault(filename, filename), None if line == "None" else int(line),
+                         interned.setdefault(funcname, funcname))
+                pos = fast.end()
+            elif punct is not None:
                 if len(stack) >= MAX_NESTING:
                     raise fail(f"nested more than {MAX_NESTING} levels deep", at)
                 stack.append([punct, [], False, at])
                 continue
-            if m.group("s") is not None:
+            elif m.group("s") is not None:
                 prefix = m.group("pre").lower()
                 if prefix not in _STR_PREFIXES:
                     raise fail(f"invalid string prefix {prefix!r}", at)
@@ -495,7 +508,7 @@ def _parse_literal(text: str, name: str) -> Any:
                 if body is None:
                     raise fail("unterminated string", at)
                 pos = body.end()
-                value: Any = _decode_str(body.group(1), prefix, lambda msg: fail(msg, at))
+                value = _decode_str(body.group(1), prefix, lambda msg: fail(msg, at))
                 value = interned.setdefault(value, value)
             elif m.group("i") is not None:
                 digits = m.group("i")

@@ -277,6 +277,13 @@ def test_legacy_python2_and_port_spellings():
     assert profile.total_samples == 6
 
 
+def test_legacy_fast_and_general_paths_agree():
+    fast = loads(b"{(('a.py', 1, 'f'), (\"b.py\", None, u'g')): 2}")
+    general = loads(b"{(('a.py' , 1L , 'f' ,), ('b.py', None, u'g', )): 2}")
+    assert fast == general
+    assert fast.samples == {("", (Frame("b.py", "g", 0, 0), Frame("a.py", "f", 0, 1))): 2}
+
+
 def test_legacy_empty_dict_is_empty_profile():
     assert loads(b"{}").samples == {}
     assert loads(b"  {\n}\n").total_samples == 0
