@@ -6,7 +6,8 @@ Builds a synthetic profile of 100,000 distinct stacks over 5,000 functions
 * building the call graph (:meth:`plop.callgraph.CallGraph.from_profile`);
 * shaping and JSON-encoding the default page's request (``max_nodes=100``)
   and the complete graph;
-* the whole ``/data`` request against a running viewer, cold and warm;
+* ``/data`` over HTTP from a running viewer: the first request (loading the
+  file and building the graph) and later ones (served from its cache);
 * with ``--browser``, the graph page in headless Chromium until the layout is
   drawn and interactive.
 
@@ -17,15 +18,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
+from plop import formats  # noqa: E402
 from plop.callgraph import CallGraph  # noqa: E402
 from plop.profile import Frame, Profile  # noqa: E402
 
@@ -75,6 +81,50 @@ def median_time(fn, runs: int) -> float:
     return statistics.median(times)
 
 
+def serve(datadir: str) -> tuple[subprocess.Popen, str]:
+    """Start ``python -m plop.viewer`` on a free port; returns the process and its URL."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "plop.viewer", "--datadir=%s" % datadir, "--port=0"],
+        stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    url = process.stdout.readline().split()[-1].rstrip("/")
+    return process, url
+
+
+def time_http(url: str, runs: int) -> tuple[float, float]:
+    """``/data`` over HTTP: the first request (file load + graph build) and the median of later ones."""
+    def fetch() -> None:
+        with urllib.request.urlopen(url, timeout=120) as response:
+            response.read()
+
+    start = time.perf_counter()
+    fetch()
+    cold = time.perf_counter() - start
+    return cold, median_time(fetch, runs)
+
+
+def time_browser(url: str, runs: int) -> float:
+    """Median seconds from navigation to the graph page being laid out and interactive."""
+    from playwright.sync_api import sync_playwright
+
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--no-first-run"]
+    times = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=args)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(url)  # warm the server's caches and the browser's
+        page.wait_for_selector("svg#graph[data-layout=done]", state="attached", timeout=120000)
+        for _ in range(runs):
+            start = time.perf_counter()
+            page.goto(url)
+            page.wait_for_selector("svg#graph[data-layout=done]", state="attached", timeout=120000)
+            page.locator("g.node circle").first.hover(force=True)
+            page.wait_for_selector("#tooltip:not([hidden])")
+            times.append(time.perf_counter() - start)
+        browser.close()
+    return statistics.median(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -93,11 +143,26 @@ def main() -> None:
     trimmed = median_time(lambda: json.dumps(graph.data(100)), args.runs)
     full = median_time(lambda: json.dumps(graph.data()), args.runs)
     cold = median_time(lambda: json.dumps(CallGraph.from_profile(profile).data(100)), args.runs)
-    print("build call graph:                 %6.0f ms" % (build * 1000))
-    print("shape + encode, max_nodes=100:    %6.0f ms" % (trimmed * 1000))
-    print("shape + encode, complete graph:   %6.0f ms  (%d nodes, %.1f MB)" % (
+    print("build call graph:                   %6.0f ms" % (build * 1000))
+    print("trim + encode, max_nodes=100:       %6.0f ms" % (trimmed * 1000))
+    print("trim + encode, complete graph:      %6.0f ms  (%d nodes, %.1f MB)" % (
         full * 1000, len(graph.order), len(json.dumps(graph.data())) / 1e6))
-    print("build + shape + encode (/data):   %6.0f ms  (median of %d)" % (cold * 1000, args.runs))
+    print("/data shaping (build+trim+encode):  %6.0f ms  (median of %d)" % (cold * 1000, args.runs))
+
+    with tempfile.TemporaryDirectory() as datadir:
+        formats.dump(profile, os.path.join(datadir, "big.plop"))
+        process, url = serve(datadir)
+        try:
+            first, warm = time_http(url + "/data?filename=big.plop&max_nodes=100", args.runs)
+            print("HTTP /data?max_nodes=100: first %.0f ms (load file + build), then %.0f ms" % (
+                first * 1000, warm * 1000))
+            if args.browser:
+                page = time_browser(url + "/view?filename=big.plop", args.runs)
+                print("graph page in Chromium, navigation to laid out + tooltip: %.0f ms (median of %d)" % (
+                    page * 1000, args.runs))
+        finally:
+            process.terminate()
+            process.wait()
 
 
 if __name__ == "__main__":

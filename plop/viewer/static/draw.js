@@ -10,8 +10,9 @@ import { fmtPct, shorten } from "./util.js";
 const d3 = window.d3;
 
 const LABEL_PX = 12;         // label font size on screen
-const LEVEL_GAP = 90;        // vertical distance between call depths
-const MIN_RADIUS = 4;        // a function with no self samples is still visible
+const LEVEL_GAP = 76;        // vertical distance between call depths
+const NODE_GAP = 140;        // horizontal room for a label in the starting layout
+const MIN_RADIUS = 6;        // a function with no self samples is still visible
 const LAYOUT_BUDGET_MS = 600; // synchronous layout before the first paint
 
 export class GraphView {
@@ -58,7 +59,7 @@ export class GraphView {
     this.byId = byId;
 
     const maxSelf = d3.max(nodes, (n) => n.self) || 1;
-    const maxRadius = Math.max(16, Math.min(40, 40 * Math.sqrt(100 / Math.max(nodes.length, 1))));
+    const maxRadius = Math.max(18, Math.min(46, 46 * Math.sqrt(100 / Math.max(nodes.length, 1))));
     const maxWeight = d3.max(edges, (e) => e.weight) || 1;
     for (const n of nodes) n.r = Math.max(MIN_RADIUS, maxRadius * Math.sqrt(n.self / maxSelf));
     for (const e of edges) e.width = Math.max(1, 12 * (e.weight / maxWeight));
@@ -97,11 +98,11 @@ export class GraphView {
     this.measureLabels();
 
     const simulation = d3.forceSimulation(nodes)
-      .force("link", d3.forceLink(edges).distance((e) => e.source.r + e.target.r + 46))
+      .force("link", d3.forceLink(edges).distance((e) => e.source.r + e.target.r + 70))
       .force("charge", d3.forceManyBody().strength((n) => -260 - 12 * n.r).distanceMax(900))
       .force("collide", d3.forceCollide((n) => Math.max(n.r + 10, Math.min(n.labelWidth, 190) * 0.45)).strength(0.9))
-      .force("layer", d3.forceY((n) => n.layer * LEVEL_GAP).strength(0.25))
-      .force("center", d3.forceX(0).strength(0.015))
+      .force("layer", d3.forceY((n) => n.layer * LEVEL_GAP).strength(0.3))
+      .force("order", d3.forceX((n) => n.x0).strength(0.05))
       .stop();
     this.simulation = simulation;
     const started = performance.now();
@@ -167,17 +168,18 @@ export class GraphView {
   }
 
   /**
-   * Zoom so that the given nodes (default: all) fill the view, leaving
+   * Zoom so that the given nodes (default: all) fill the view, up to
+   * `maxScale`, leaving
    * `this.insets` (left and right, in pixels) free for overlaid panels.
    */
-  fit(duration = 400, nodes = this.nodes) {
+  fit(duration = 400, nodes = this.nodes, maxScale = 1.6) {
     if (!nodes || !nodes.length) return;
     const { width, height } = this.svg.node().getBoundingClientRect();
     const pad = 32, { left, right } = this.insets();
     const x0 = d3.min(nodes, (n) => n.x - n.r - 60), x1 = d3.max(nodes, (n) => n.x + n.r + 60);
     const y0 = d3.min(nodes, (n) => n.y - n.r - 10), y1 = d3.max(nodes, (n) => n.y + n.r + 34);
     const free = width - left - right - 2 * pad;
-    const scale = Math.min(1.6, Math.max(0.03, Math.min(free / (x1 - x0), (height - 2 * pad) / (y1 - y0))));
+    const scale = Math.min(maxScale, Math.max(0.03, Math.min(free / (x1 - x0), (height - 2 * pad) / (y1 - y0))));
     const t = d3.zoomIdentity.translate(left + pad + free / 2, height / 2).scale(scale).translate(-(x0 + x1) / 2, -(y0 + y1) / 2);
     (duration ? this.svg.transition().duration(duration) : this.svg).call(this.zoom.transform, t);
   }
@@ -272,21 +274,27 @@ export class GraphView {
   }
 }
 
-/** Assign each node a call depth (`layer`) and a starting position in its layer. */
+/**
+ * Assign each node a call depth (`layer`, breadth-first from the roots) and a
+ * starting position: layer by layer, each node goes under the mean position
+ * of its callers, then the layer is spread so labels do not overlap. The
+ * simulation keeps a weak pull towards that order (`x0`), which keeps
+ * callers above their callees and few edges crossing.
+ */
 function placeInLayers(nodes, edges) {
   const callees = new Map(nodes.map((n) => [n, []]));
-  const hasCaller = new Set();
+  const callers = new Map(nodes.map((n) => [n, []]));
   for (const e of edges) {
     if (e.source === e.target) continue;
     callees.get(e.source).push(e.target);
-    hasCaller.add(e.target);
+    callers.get(e.target).push(e.source);
   }
   for (const n of nodes) n.layer = undefined;
   const byWeight = [...nodes].sort((a, b) => b.total - a.total);
-  let frontier = byWeight.filter((n) => !hasCaller.has(n));
+  let frontier = byWeight.filter((n) => !callers.get(n).length);
   if (!frontier.length && byWeight.length) frontier = [byWeight[0]];
   for (const n of frontier) n.layer = 0;
-  // Breadth-first from the roots; nodes only reachable through a cycle start a new search.
+  // Nodes only reachable through a cycle start a new search from the heaviest of them.
   for (;;) {
     while (frontier.length) {
       const next = [];
@@ -302,14 +310,21 @@ function placeInLayers(nodes, edges) {
     rest.layer = 0;
     frontier = [rest];
   }
-  const perLayer = d3.group(byWeight, (n) => n.layer);
-  for (const [layer, members] of perLayer) {
-    members.forEach((n, i) => {
-      if (n.x === undefined || Number.isNaN(n.x)) {
-        n.x = (i - (members.length - 1) / 2) * 110 + (layer % 2) * 30;
-        n.y = layer * LEVEL_GAP;
-      }
-    });
+  const layers = d3.groups(byWeight, (n) => n.layer).sort((a, b) => a[0] - b[0]);
+  for (const [layer, members] of layers) {
+    for (const n of members) {
+      const above = callers.get(n).filter((c) => c.layer < layer);
+      n.x0 = above.length ? d3.mean(above, (c) => c.x0) : 0;
+    }
+    members.sort((a, b) => a.x0 - b.x0);
+    const wanted = d3.mean(members, (n) => n.x0);
+    for (let i = 1; i < members.length; i++) members[i].x0 = Math.max(members[i].x0, members[i - 1].x0 + NODE_GAP);
+    const shift = wanted - d3.mean(members, (n) => n.x0);
+    for (const n of members) {
+      n.x0 += shift;
+      n.x = n.x0;
+      n.y = layer * LEVEL_GAP;
+    }
   }
 }
 

@@ -134,14 +134,16 @@ function showLegend() {
   legend.show(groups, state.data.total_samples, state.group && state.group.name);
 }
 
+/** Select a node (or none): open its details, light up its callers and callees, bring them into view. */
 function select(node) {
   state.selected = node;
   if (node) details.show(node, state.data, colorOf);
   else details.hide();
-  applyHighlight();
+  const lit = applyHighlight();
+  if (node) view.fit(450, [...lit], 2);
 }
 
-/** Dim what is not selected, matched or in the highlighted package. */
+/** Dim what is not selected, matched or in the highlighted package; returns the nodes left lit (or null). */
 function applyHighlight() {
   const { selected, matches, group } = state;
   let lit = null;
@@ -156,6 +158,7 @@ function applyHighlight() {
     lit = new Set(state.data.nodes.filter((n) => (!matches || matches.has(n)) && (!group || inGroup(n))));
   }
   view.highlight({ selected, lit, matches });
+  return lit;
 }
 
 function applySearch() {
