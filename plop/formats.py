@@ -210,19 +210,24 @@ def load(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES) ->
             st = os.fstat(fd)  # the file may have been swapped since the stat above
             if not stat.S_ISREG(st.st_mode):
                 raise ProfileFormatError("not a regular file", name)
+            # One read of the whole file in the usual case (and so no copy in
+            # the join); more only if it is growing or lies about its size.
             chunks = []
             remaining = max_bytes + 1
+            want = min(st.st_size + 1, remaining)
             while remaining > 0:
-                chunk = os.read(fd, min(remaining, 1 << 24))
+                chunk = os.read(fd, want)
                 if not chunk:
                     break
                 chunks.append(chunk)
                 remaining -= len(chunk)
+                want = min(remaining, 1 << 20)
         finally:
             os.close(fd)
     except OSError as e:
         raise ProfileFormatError(f"cannot read: {e.strerror or e}", name) from e
     data = b"".join(chunks)
+    del chunks
     if len(data) > max_bytes:
         raise ProfileFormatError(f"file grew past the limit of {max_bytes} bytes", name)
     return loads(data, name=name)
@@ -300,9 +305,21 @@ def _load_native(data: bytes, name: str) -> Profile:
             gc.enable()
 
 
+def _no_constant(text: str) -> Any:
+    raise ValueError(f"{text} is not a number plop accepts")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} overflows a float")
+    return value
+
+
 def _parse_native(data: bytes, name: str) -> Profile:
     try:
-        doc = json.loads(data)
+        # NaN and infinities are not JSON and break every consumer downstream.
+        doc = json.loads(data, parse_constant=_no_constant, parse_float=_finite_float)
     except json.JSONDecodeError as e:
         raise ProfileFormatError(f"invalid JSON: {e.msg} (column {e.colno}, byte {e.pos})", name, e.lineno) from None
     except UnicodeDecodeError as e:

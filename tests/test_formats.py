@@ -210,6 +210,12 @@ def test_native_giant_integer_and_deep_nesting():
     assert time.perf_counter() - start < 2
 
 
+@pytest.mark.parametrize("value", [b"NaN", b"Infinity", b"-Infinity", b"1e999"])
+def test_native_rejects_non_finite_numbers(value):
+    with pytest.raises(ProfileFormatError, match="invalid JSON"):
+        loads(b'{"plop": 1, "metadata": {"custom": ' + value + b'}, "threads": [], "frames": [], "stacks": []}')
+
+
 def test_native_not_utf8():
     with pytest.raises(ProfileFormatError):
         loads(b'{"plop": 1, "metadata": {"a": "\xff\xfe"}}')
