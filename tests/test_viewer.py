@@ -439,7 +439,7 @@ async def test_internal_error_has_no_traceback(http_client, base_url, app):
     def explode(*args):
         raise RuntimeError("secret internals")
 
-    app.settings["viewer"].graph = explode
+    app.settings["viewer"].data = explode
     response = await get(http_client, base_url, "/data?filename=web.plop")
     assert response.code == 500
     assert "internal error" in error_message(response)

@@ -49,6 +49,7 @@ class Viewer:
         self.templates = make_environment()
         self._graphs = LRUCache(8)
         self._threads = LRUCache(16)
+        self._data = LRUCache(32)
 
     def threads(self, entry: Entry, profile: Profile) -> list[dict[str, Any]]:
         """The threads of a profile with their sample counts, most sampled first."""
@@ -69,6 +70,25 @@ class Viewer:
             graph = CallGraph.from_profile(select(profile, view, thread))
             self._graphs.put(key, graph)
         return graph
+
+    def data(self, entry: Entry, profile: Profile, view: str, thread: str | None, max_nodes: int | None) -> bytes:
+        """The ``/data`` response body (JSON), cached per file version and parameters."""
+        key = (entry.key, view, thread, max_nodes)
+        body = self._data.get(key)
+        if body is None:
+            data = self.graph(entry, profile, view, thread).data(max_nodes)
+            data.update(
+                filename=entry.name,
+                format=entry.format,
+                view=view,
+                views=list(VIEWS) if profile.has_cpu else ["wall"],
+                thread=thread,
+                threads=self.threads(entry, profile),
+                max_nodes=max_nodes,
+            )
+            body = json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
+            self._data.put(key, body)
+        return body
 
 
 def view_url(name: str, **params: str) -> str:
@@ -264,18 +284,9 @@ class DataHandler(BaseHandler):
         threads = await self.run(self.viewer.threads, entry, profile)
         if thread is not None and thread not in {t["name"] for t in threads}:
             raise tornado.web.HTTPError(400, "this profile has no thread named %r", thread)
-        graph = await self.run(self.viewer.graph, entry, profile, view, thread)
-        data = await self.run(graph.data, max_nodes)
-        data.update(
-            filename=entry.name,
-            format=entry.format,
-            view=view,
-            views=list(VIEWS) if profile.has_cpu else ["wall"],
-            thread=thread,
-            threads=threads,
-            max_nodes=max_nodes,
-        )
-        self.finish_json(data)
+        body = await self.run(self.viewer.data, entry, profile, view, thread, max_nodes)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(body)
 
 
 class NotFoundHandler(BaseHandler):
