@@ -25,11 +25,14 @@ import math
 import os
 import re
 import stat
+import sys
 import tempfile
+from array import array
 from collections import defaultdict
-from itertools import chain
+from itertools import chain, count
 from operator import itemgetter
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from plop.profile import Frame, Profile, StackKey, from_stack_counts
 
@@ -52,6 +55,7 @@ MAX_LINE_CHARS = 1 << 20  # one collapsed line (a 4096-frame py-spy stack fits e
 MAX_COUNT = (1 << 63) - 1  # counts beyond int64 are corrupt, not real samples
 MAX_NESTING = 32  # legacy literals nest 4 deep; anything far deeper is hostile
 _MAX_INT_DIGITS = 19
+_LITTLE_ENDIAN = sys.byteorder == "little"
 
 
 class ProfileFormatError(ValueError):
@@ -293,16 +297,25 @@ def _check_metadata(meta: Any, name: str) -> dict[str, Any]:
     return meta
 
 
-def _load_native(data: bytes, name: str) -> Profile:
-    # Parsing allocates millions of objects and none of them can form a cycle:
-    # the cyclic GC would only rescan them over and over (it doubles load time).
-    gc_was_enabled = gc.isenabled()
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC while building or walking millions of acyclic objects.
+
+    Every few hundred allocations the collector would rescan the growing heap;
+    for a large profile that doubles the time of loading or writing it.
+    """
+    was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _parse_native(data, name)
+        yield
     finally:
-        if gc_was_enabled:
+        if was_enabled:
             gc.enable()
+
+
+def _load_native(data: bytes, name: str) -> Profile:
+    with _gc_paused():
+        return _parse_native(data, name)
 
 
 def _no_constant(text: str) -> Any:
@@ -701,13 +714,11 @@ def format_for_path(path: str | os.PathLike[str]) -> str:
 
 def dumps(profile: Profile, format: str = "plop") -> bytes:
     """Serialise a profile; ``format`` is one of FORMATS (or "collapsed")."""
-    if format == "plop":
-        return _dump_native(profile)
-    if format in ("flamegraph", "collapsed"):
-        return _dump_collapsed(profile)
-    if format == "speedscope":
-        return _dump_speedscope(profile)
-    raise ValueError(f"unknown profile format {format!r}; expected one of {', '.join(FORMATS)}")
+    writer = _WRITERS.get(format)
+    if writer is None:
+        raise ValueError(f"unknown profile format {format!r}; expected one of {', '.join(FORMATS)}")
+    with _gc_paused():
+        return writer(profile)
 
 
 def dump(profile: Profile, path: str | os.PathLike[str], format: str = "plop") -> None:
@@ -770,20 +781,28 @@ def _umask() -> int:
     return 0o022
 
 
-def _frame_table(profile: Profile) -> tuple[list[Frame], dict[Frame, int]]:
-    """Distinct frames, sorted so output does not depend on insertion order; validated."""
-    seen: set[Frame] = set()
-    keys = list(profile.samples)
-    if profile.cpu_samples is not None:
-        keys += profile.cpu_samples
-    for _thread, stack in keys:
-        seen.update(stack)
+def _frame_table(stacks: list[tuple[Frame, ...]]) -> tuple[list[Frame], list[list[int]]]:
+    """The distinct frames, sorted so output does not depend on insertion
+    order, and every stack as a list of indices into them.
+
+    One C-level pass numbers frames as first seen (a defaultdict whose
+    factory is a counter), then the numbers are remapped to sorted order by
+    list indexing: each frame of each stack is hashed once.
+    """
+    first_seen: defaultdict[Frame, int] = defaultdict(count().__next__)
+    number = first_seen.__getitem__
+    raw = [list(map(number, stack)) for stack in stacks]
+    seen = list(first_seen)
     for f in seen:
         if (type(f.filename) is not str or type(f.funcname) is not str or type(f.firstlineno) is not int
                 or type(f.lineno) is not int or f.firstlineno < 0 or f.lineno < 0):
             raise ValueError(f"cannot write frame {f!r}: need str names and line numbers >= 0")
-    frames = sorted(seen)
-    return frames, {f: i for i, f in enumerate(frames)}
+    order = sorted(range(len(seen)), key=seen.__getitem__)
+    remap = [0] * len(seen)
+    for new, old in enumerate(order):
+        remap[old] = new
+    renumber = remap.__getitem__
+    return [seen[i] for i in order], [list(map(renumber, idx)) for idx in raw]
 
 
 def _count(n: Any, key: StackKey) -> int:
@@ -792,26 +811,44 @@ def _count(n: Any, key: StackKey) -> int:
     return int(n)
 
 
+def _sort_key(idx: list[int]) -> bytes:
+    """Big-endian bytes of the indices: sorts like the list, compared by memcmp."""
+    arr = array("I", idx)
+    if _LITTLE_ENDIAN:
+        arr.byteswap()
+    return arr.tobytes()
+
+
 def _dump_native(profile: Profile) -> bytes:
     meta = dict(profile.metadata)
     _check_metadata(meta, "metadata")  # never write a file the reader would refuse
-    frames, index = _frame_table(profile)
-    cpu = profile.cpu_samples
-    keys = set(profile.samples) if cpu is None else set(profile.samples) | set(cpu)
-    threads = sorted({t for t, _ in keys})
+    samples, cpu = profile.samples, profile.cpu_samples
+    # Align wall and cpu counts without hashing a single stack: dict.fromkeys
+    # and update reuse the hashes the dicts already store.
+    wall = dict.fromkeys(samples, 0)
+    if cpu is not None:
+        wall.update(dict.fromkeys(cpu, 0))
+    cpu_of: dict[StackKey, int | None] = dict.fromkeys(wall)
+    wall.update(samples)
+    if cpu is not None:
+        cpu_of.update(cpu)
+    frames, stacks = _frame_table([stack for _t, stack in wall])
+    threads = sorted({t for t, _ in wall})
     if not all(type(t) is str for t in threads):
         raise ValueError("thread names must be strings")
     tindex = {t: i for i, t in enumerate(threads)}
     rows = []
-    for key in keys:
-        n = _count(profile.samples.get(key, 0), key)
-        c = None if cpu is None or key not in cpu else _count(cpu[key], key)
-        if n or c is not None:
-            rows.append(([index[f] for f in key[1]], tindex[key[0]], n, c))
-    rows.sort()  # by stack, then thread: neighbours share long prefixes
+    for (key, n), c, idx in zip(wall.items(), cpu_of.values(), stacks):
+        n = _count(n, key)
+        if c is not None:
+            c = _count(c, key)
+        elif not n:
+            continue
+        rows.append((_sort_key(idx), tindex[key[0]], idx, n, c))
+    rows.sort(key=itemgetter(0, 1))  # by stack, then thread: neighbours share long prefixes
     lines = []
     prev: list[int] = []
-    for idx, t, n, c in rows:
+    for _sk, t, idx, n, c in rows:
         k = _common_prefix(prev, idx)
         lines.append("[%d,%d,%s,%d,[%s]]" % (t, n, "null" if c is None else c, k, ",".join(map(str, idx[k:]))))
         prev = idx
@@ -874,12 +911,12 @@ def _dump_collapsed(profile: Profile) -> bytes:
 def _dump_speedscope(profile: Profile) -> bytes:
     from plop import __version__
 
-    frames, index = _frame_table(profile)
+    frames, stacks = _frame_table([stack for _t, stack in profile.samples])
     per_thread: dict[str, list[tuple[list[int], int]]] = defaultdict(list)
-    for key, n in profile.samples.items():
+    for (key, n), idx in zip(profile.samples.items(), stacks):
         n = _count(n, key)
         if n:
-            per_thread[key[0]].append(([index[f] for f in key[1]], n))
+            per_thread[key[0]].append((idx, n))
     profiles = []
     for thread in profile.threads():
         rows = sorted(per_thread.get(thread, ()))
@@ -910,3 +947,11 @@ def _dump_speedscope(profile: Profile) -> bytes:
         "exporter": f"plop {__version__}",
     }
     return json.dumps(doc, separators=(",", ":")).encode("ascii")
+
+
+_WRITERS = {
+    "plop": _dump_native,
+    "flamegraph": _dump_collapsed,
+    "collapsed": _dump_collapsed,
+    "speedscope": _dump_speedscope,
+}
