@@ -40,9 +40,15 @@ from plop.profile import Frame, Profile
 
 _T = TypeVar("_T")
 _K = TypeVar("_K")
+#: (caller id, callee id, weight, inferred)
+_Edge = tuple[int, int, int, bool]
 
 #: The values of the ``view`` parameter: every sample, or only those taken on a CPU.
 VIEWS = ("wall", "cpu")
+#: In a trimmed graph, calls under this share of all samples are hidden too (pprof's edge fraction)...
+EDGE_FRACTION = 0.001
+#: ...and at most this many calls per shown function are kept, the heaviest.
+EDGES_PER_NODE = 3
 
 #: Path components under which the next component names an installed package or stdlib module.
 _LIBRARY_DIR = re.compile(r"^(?:site-packages|dist-packages|python\d+(?:\.\d+)*)$")
@@ -245,15 +251,23 @@ class CallGraph:
         functions (``hidden_nodes``) and how many of their own samples
         (``hidden_samples``, the ``self`` counts of the hidden functions)
         were left out, and calls through hidden functions become edges with
-        ``"inferred": true`` between the nearest shown functions.
+        ``"inferred": true`` between the nearest shown functions. Light calls
+        are then left out too (``hidden_edges``): those under `EDGE_FRACTION`
+        of the samples, and beyond the `EDGES_PER_NODE` heaviest per shown
+        function, except each function's heaviest call from another.
         """
         if max_nodes is not None and max_nodes < 1:
             raise ValueError("max_nodes must be a positive number")
         shown = self.order if max_nodes is None else self.order[:max_nodes]
-        if len(shown) == len(self.order):
-            edge_items = [(a, b, w, False) for (a, b), w in self.edges.items()]
-        else:
+        edge_items = sorted(
+            ((a, b, w, False) for (a, b), w in self.edges.items()), key=lambda e: (-e[2], e[0], e[1])
+        )
+        hidden_edges = 0
+        if len(shown) < len(self.order):
             edge_items = self._inferred_edges(shown)
+            kept = self._trim_edges(edge_items, len(shown))
+            hidden_edges = len(edge_items) - len(kept)
+            edge_items = kept
         hidden = self.order[len(shown) :]
         nodes = []
         for i in shown:
@@ -273,13 +287,13 @@ class CallGraph:
                     ],
                 }
             )
-        edge_items.sort(key=lambda e: (-e[2], e[0], e[1]))
         return {
             "total_samples": self.total_samples,
             "samples_without_frames": self.empty_samples,
             "node_count": len(self.order),
             "hidden_nodes": len(hidden),
             "hidden_samples": sum(self.self_counts[i] for i in hidden),
+            "hidden_edges": hidden_edges,
             "nodes": nodes,
             "edges": [
                 {"source": a, "target": b, "weight": w, "inferred": inferred}
@@ -287,13 +301,27 @@ class CallGraph:
             ],
         }
 
-    def _inferred_edges(self, shown: list[int]) -> list[tuple[int, int, int, bool]]:
+    def _trim_edges(self, edges: list[_Edge], shown: int) -> list[_Edge]:
+        """The calls worth drawing among ``edges`` (heaviest first) between ``shown`` functions."""
+        threshold = EDGE_FRACTION * self.total_samples
+        limit = EDGES_PER_NODE * shown
+        main_caller: dict[int, _Edge] = {}
+        for edge in edges:
+            if edge[0] != edge[1]:
+                main_caller.setdefault(edge[1], edge)
+        kept = []
+        for edge in edges:
+            if (len(kept) < limit and edge[2] >= threshold) or main_caller.get(edge[1]) is edge:
+                kept.append(edge)
+        return kept
+
+    def _inferred_edges(self, shown: list[int]) -> list[_Edge]:
         """Edges between the ``shown`` nodes, bridging hidden ones, once per sample.
 
-        Returns ``(caller, callee, weight, inferred)`` tuples; ``inferred`` is
-        true when some of the edge's samples pass through hidden functions
-        (then more samples have the call between the shown functions than
-        have it as a direct call).
+        Returns ``(caller, callee, weight, inferred)`` tuples, heaviest first;
+        ``inferred`` is true when some of the edge's samples pass through
+        hidden functions (then more samples have the call between the shown
+        functions than have it as a direct call).
         """
         keep = [False] * len(self.order)
         for i in shown:
@@ -305,7 +333,9 @@ class CallGraph:
             if len(kept) > 1:
                 reduced[kept] = reduced.get(kept, 0) + n
         weights = _weighted_count(_by_count(reduced), _distinct_calls)
-        return [(a, b, w, w > self.edges.get((a, b), 0)) for (a, b), w in weights.items()]
+        edges = [(a, b, w, w > self.edges.get((a, b), 0)) for (a, b), w in weights.items()]
+        edges.sort(key=lambda e: (-e[2], e[0], e[1]))
+        return edges
 
 
 def _by_count(counts: dict[_T, int]) -> dict[int, list[_T]]:

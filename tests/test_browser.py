@@ -283,6 +283,8 @@ def test_index_to_graph_hover_search_select(page, server):
 
     page.mouse.move(5, 5)
     tooltip.wait_for(state="hidden")
+    page.click("#fit")
+    page.wait_for_timeout(600)  # the zoom transition
     screenshot(page, "graph.png")
     if os.environ.get("PLOP_UPDATE_SCREENSHOT"):
         page.screenshot(path=str(ROOT / "docs" / "screenshot.png"))

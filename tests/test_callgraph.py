@@ -254,3 +254,32 @@ def test_large_profile_shape():
     trimmed = CallGraph.from_profile(profile).data(100)
     assert len(trimmed["nodes"]) == 100
     assert trimmed["hidden_nodes"] == len(data["nodes"]) - 100
+    assert len(trimmed["edges"]) <= 3 * 100 + 100  # the heaviest, plus each node's main caller
+
+
+def test_trimmed_graph_drops_light_calls_but_keeps_each_main_caller():
+    root = Frame("app/main.py", "root", 1, 1)
+    hubs = [Frame("app/hub.py", "hub%d" % i, i, i) for i in range(10)]
+    leaves = [Frame("lib/leaf.py", "leaf%d" % i, i, i) for i in range(10)]
+    samples = {(root, hub): 1000 for hub in hubs}
+    for i, hub in enumerate(hubs):
+        for j, leaf in enumerate(leaves):
+            samples[(root, hub, leaf)] = 1 + (i == j) * 50  # every hub calls every leaf, one call is heavy
+    samples[(root, Frame("x.py", "tiny", 1, 1))] = 1  # hidden, so the graph is trimmed
+    profile = Profile({("", stack): n for stack, n in samples.items()})
+    graph = CallGraph.from_profile(profile)
+    complete = graph.data()
+    assert complete["hidden_edges"] == 0 and len(complete["edges"]) == 10 + 100 + 1
+    data = graph.data(21)
+    shown = {n["id"] for n in data["nodes"]}
+    assert all(e["source"] in shown and e["target"] in shown for e in data["edges"])
+    assert data["hidden_nodes"] == 1
+    assert len(data["edges"]) == 20  # root -> hubs, and each hub's heavy call; light calls are under 0.1%
+    assert data["hidden_edges"] == 10 + 100 - 20
+    names = {n["id"]: n["funcname"] for n in data["nodes"]}
+    callers = {}
+    for e in data["edges"]:
+        callers.setdefault(names[e["target"]], []).append(names[e["source"]])
+    for i in range(10):
+        assert "hub%d" % i in callers["leaf%d" % i]  # the heavy call survives
+        assert callers["hub%d" % i] == ["root"]

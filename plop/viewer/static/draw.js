@@ -45,7 +45,11 @@ export class GraphView {
     this.emphasised = new Set(); // nodes whose labels are placed first
   }
 
-  /** Draw a /data response; resolves once the layout is settled and interactive. */
+  /**
+   * Draw a /data response. The svg's data-layout attribute says where the
+   * layout is: "running", "ready" (first drawn, interactive, still settling)
+   * and "done" (settled), when the returned promise resolves.
+   */
   render(data, colorOf) {
     if (this.simulation) this.simulation.stop();
     this.svg.attr("data-layout", "running");
@@ -103,12 +107,14 @@ export class GraphView {
       .force("collide", d3.forceCollide((n) => Math.max(n.r + 10, Math.min(n.labelWidth, 190) * 0.45)).strength(0.9))
       .force("layer", d3.forceY((n) => n.layer * LEVEL_GAP).strength(0.3))
       .force("order", d3.forceX((n) => n.x0).strength(0.05))
+      .alphaDecay(0.035)
       .stop();
     this.simulation = simulation;
     const started = performance.now();
     while (simulation.alpha() > simulation.alphaMin() && performance.now() - started < LAYOUT_BUDGET_MS) simulation.tick();
     this.tick();
     this.fit(0);
+    this.svg.attr("data-layout", "ready");
 
     return new Promise((resolve) => {
       const settled = () => {

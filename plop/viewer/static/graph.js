@@ -103,6 +103,7 @@ function showStatus(data) {
   if (data.hidden_nodes) {
     parts.push(`showing the ${fmtInt(shown)} heaviest of ${fmtInt(data.node_count)} functions; hidden: `,
       el("strong", {}, fmtInt(data.hidden_nodes)), ` functions with ${fmtPct(data.hidden_samples, data.total_samples)} of samples`);
+    if (data.hidden_edges) parts.push(` and ${fmtInt(data.hidden_edges)} light calls`);
   } else {
     parts.push(`all ${fmtInt(shown)} functions`);
   }
