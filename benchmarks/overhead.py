@@ -1,11 +1,10 @@
 """Benchmark: what one sample costs, plop vs the original plop 0.4.0.
 
-    python benchmarks/overhead.py            # full run, a few minutes
-    python benchmarks/overhead.py --quick    # smoke run, seconds
-    python benchmarks/overhead.py --no-reference   # skip plop 0.4.0 (no network)
+    python benchmarks/overhead.py                  # full run, about 4 minutes
+    python benchmarks/overhead.py --quick          # smoke run, seconds, numbers meaningless
+    python benchmarks/overhead.py --no-reference   # leave out plop 0.4.0 (no download)
 
-Rows (each measurement in its own fresh ``python -S`` process, configurations
-shuffled within each round, medians over the rounds):
+Profilers compared, each measurement in its own fresh ``python -S`` process:
 
 * no profiler (the baseline);
 * the floor: a Python signal handler that only counts its calls, on the same
@@ -14,24 +13,36 @@ shuffled within each round, medians over the rounds):
 * plop 0.4.0's Collector from PyPI (its handler: sys._current_frames(), one
   (filename, lineno, name) tuple per frame, a list per sample), driven like its
   own main(): Collector(interval, mode="real"), start(duration), run, stop();
-* plop's pure-Python sampler and plop's compiled sampler, installed directly
-  as the signal handler (what plop.collector does), and the compiled one with
-  track_cpu=True (as used for wall-clock profiles).
-
-Measurements:
-
-* cost per sample, from outside: (CPU time of the profiled run - CPU time of
-  the baseline run of the same round) / samples taken, at a high rate so the
-  difference is measurable; CPU time is getrusage(RUSAGE_SELF) user + sys in
-  the child around the workload, so it includes signal delivery and any
-  garbage the handler leaves behind;
-* the same above the floor, and its ratio to plop 0.4.0's above-floor cost;
-* the time the plop handlers measure inside themselves (sample_time/samples);
-* the slowdown (profiled wall time / baseline wall time) at 100 and 1000 Hz;
-* the implied overhead at 100 Hz: cost per sample x 100/s.
+* plop's pure-Python sampler and plop's compiled sampler, installed directly as
+  the signal handler (as plop.collector does), and the compiled one with
+  track_cpu=True (as for wall-clock profiles).
 
 Workloads: CPU-bound pure Python with 30 and with 150 frames on the stack, and
 four busy threads (the main thread and three others) at depth 30.
+
+Part 1, CPU time. Configurations are shuffled within each round; every run
+is a new process. On a shared, noisy machine the CPU time of the *same* work
+drifts by tens of percent from second to second, far more than a sampler
+costs, so each profiled process alternates short slices with its timer on
+and off (on, off, off, on, ...) and records, around each slice,
+getrusage(RUSAGE_SELF) user+sys CPU time, the work done and the samples
+taken. A pair of adjacent on/off slices gives the CPU cost per sample under
+the same machine conditions: (CPU(on) - CPU(off) x work(on)/work(off)) /
+(samples(on) - samples(off) x work(on)/work(off)). The table shows the median
+over all pairs of all rounds, ± half the interquartile range of that median
+when the rounds are bootstrapped. The "whole runs" column is the plain
+(CPU of the profiled process - CPU of the baseline process of the same
+round) / samples, median over rounds: the textbook estimate, shown to make
+the noise visible. Slowdowns are the same pairing applied to wall time per
+unit of work. "in handler" is sample_time / samples_taken as measured by the
+handler itself.
+
+Part 2, instructions (when valgrind is installed; --no-valgrind skips it).
+Under callgrind each configuration runs the same work twice, timer off then
+on, and the phases are told apart by callgrind dumps. Instructions per
+sample = (instructions(on) - instructions(off)) / samples: user space only
+(no kernel signal delivery), but deterministic to a few instructions, which
+CPU time on this kind of machine is not.
 
 plop 0.4.0 is fetched with pip into benchmarks/.cache/ on first use (its
 package is also called ``plop``: it only ever runs in its own processes).
@@ -39,13 +50,16 @@ package is also called ``plop``: it only ever runs in its own processes).
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import os
 import platform
 import random
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -65,10 +79,12 @@ LABELS = {
     "c_cpu": "plop C sampler, track_cpu",
 }
 SLOW_RATES = [100.0, 1000.0]
+VALGRIND_RATE = 20.0  # Hz of real time; callgrind runs code ~100x slower
+VALGRIND_ITERATIONS = 10_000
 
 
 # --------------------------------------------------------------------------
-# setup
+# set-up
 
 
 def fetch_reference() -> str | None:
@@ -77,22 +93,23 @@ def fetch_reference() -> str | None:
         return None
     download = os.path.join(CACHE, "download")
     os.makedirs(download, exist_ok=True)
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     print("fetching plop 0.4.0 from PyPI into", os.path.relpath(REFERENCE), file=sys.stderr)
-    def pip_run(*cmd: str) -> str | None:
-        proc = subprocess.run(pip + list(cmd), capture_output=True, text=True)
+
+    def pip(*cmd: str) -> str | None:
+        proc = subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *cmd],
+                              capture_output=True, text=True)
         if proc.returncode != 0:
             return f"`pip {' '.join(cmd)}` failed: {proc.stderr.strip()[-500:]}"
         return None
 
-    error = pip_run("download", "--no-deps", "plop==0.4.0", "-d", download)
+    error = pip("download", "--no-deps", "plop==0.4.0", "-d", download)
     if error:
         return error
     archives = [os.path.join(download, name) for name in os.listdir(download)
                 if name.lower().startswith("plop-0.4.0")]
     if not archives:
         return "pip download left no plop-0.4.0 archive"
-    error = pip_run("install", "--no-deps", "--target", REFERENCE, "--upgrade", archives[0], "six")
+    error = pip("install", "--no-deps", "--target", REFERENCE, "--upgrade", archives[0], "six")
     if error:
         return error
     if not os.path.exists(os.path.join(REFERENCE, "plop", "collector.py")):
@@ -103,6 +120,7 @@ def fetch_reference() -> str | None:
 def child_env(config: str) -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = REFERENCE if config == "plop040" else REPO
+    env["PYTHONHASHSEED"] = "0"
     env.pop("PLOP_PURE_PYTHON", None)
     return env
 
@@ -112,44 +130,107 @@ def probe_import(config: str, module: str) -> str | None:
     proc = subprocess.run([sys.executable, "-S", "-c", f"import {module}"],
                           env=child_env(config), capture_output=True, text=True)
     if proc.returncode != 0:
-        return proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "import failed"
+        lines = proc.stderr.strip().splitlines()
+        return lines[-1] if lines else "import failed"
     return None
 
 
+def check_module(config: str, result: dict) -> None:
+    where = result.get("module")
+    if config == "plop040":
+        assert where and where.startswith(REFERENCE), f"plop 0.4.0 not imported from the cache: {where}"
+    elif config not in ("baseline", "floor"):
+        assert where and where.startswith(REPO), f"plop not imported from this checkout: {where}"
+
+
 def run_child(config: str, workload: str, rate: float, iterations: int) -> dict:
+    """One timed run; {"error": why} if the child failed."""
     proc = subprocess.run(
         [sys.executable, "-S", CHILD, config, workload, repr(rate), str(iterations)],
         env=child_env(config), capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
-        raise RuntimeError(f"{config}/{workload}@{rate:g}Hz failed:\n{proc.stderr}")
+        lines = proc.stderr.strip().splitlines() or ["no output"]
+        return {"error": lines[-1][:200]}
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    where = result.get("module")
-    if config == "plop040":
-        assert where and where.startswith(REFERENCE), f"plop 0.4.0 not imported from the cache: {where}"
-    elif config != "baseline" and config != "floor":
-        assert where and where.startswith(REPO), f"plop not imported from this checkout: {where}"
+    check_module(config, result)
     return result
 
 
 def calibrate(seconds: float) -> int:
-    """Iterations for a baseline depth-30 run of about `seconds` CPU seconds."""
+    """Iterations for a baseline depth-30 run of about `seconds` of wall time."""
     probe_n = 100_000
-    cpu = statistics.median(run_child("baseline", "depth30", 0.0, probe_n)["cpu"] for _ in range(3))
-    return max(10_000, int(probe_n * seconds / max(cpu, 1e-3)))
+    runs = [run_child("baseline", "depth30", 0.0, probe_n) for _ in range(3)]
+    if any("error" in run for run in runs):
+        raise SystemExit(f"the workload itself fails: {runs}")
+    wall = statistics.median(run["wall"] for run in runs)
+    return max(2_000, int(probe_n * seconds / max(wall, 1e-3)))
+
+
+def find_valgrind() -> str | None:
+    return shutil.which("valgrind")
+
+
+def run_callgrind(valgrind: str, config: str, workload: str, tmp: str) -> dict:
+    """Instructions in phase A (timer off) and B (timer on) of one run."""
+    out = os.path.join(tmp, f"{config}-{workload}.out")
+    # sys.executable itself, not a launcher script: valgrind must see python
+    python = os.path.realpath(sys.executable)
+    proc = subprocess.run(
+        [valgrind, "--tool=callgrind", "--dump-before=getppid", f"--callgrind-out-file={out}",
+         python, "-S", CHILD, config, workload, repr(VALGRIND_RATE), str(VALGRIND_ITERATIONS),
+         "phases"],
+        env=child_env(config), capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        lines = [line for line in proc.stderr.strip().splitlines() if not line.startswith("==")]
+        return {"error": (lines or ["no output"])[-1][:200]}
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    check_module(config, result)
+    for phase, suffix in (("ir_off", ".2"), ("ir_on", ".3")):
+        with open(out + suffix) as f:
+            summary = [line for line in f if line.startswith("summary:")]
+        result[phase] = int(summary[0].split()[1])
+    return result
 
 
 # --------------------------------------------------------------------------
 # statistics
 
 
-def med(values: list[float]) -> float | None:
+def med(values) -> float | None:
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
 
 
-def spread(values: list[float]) -> float | None:
-    """Half the interquartile range, as a noise indicator (needs 4+ values)."""
-    values = [v for v in values if v is not None]
+def pair_stats(run: dict) -> tuple[list[float], list[float]]:
+    """Per on/off slice pair of a run: CPU cost per sample, wall slowdown."""
+    costs, slowdowns = [], []
+    slices = run["slices"]
+    for a, b in zip(slices[0::2], slices[1::2]):
+        if a[4] == b[4]:
+            continue
+        on, off = (a, b) if a[4] else (b, a)
+        if on[2] <= 0 or off[2] <= 0 or off[0] <= 0:
+            continue
+        k = on[2] / off[2]
+        extra_samples = on[3] - k * off[3]
+        if extra_samples >= 0.5:
+            costs.append((on[1] - k * off[1]) / extra_samples)
+        slowdowns.append((on[0] / on[2]) / (off[0] / off[2]))
+    return costs, slowdowns
+
+
+def bootstrap(rounds: list[list[float]], stat, n: int = 300, seed: int = 1) -> list[float]:
+    """stat() of the pooled values, over resamplings of the rounds."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        pooled = [v for _ in rounds for v in rng.choice(rounds)]
+        if pooled:
+            out.append(stat(pooled))
+    return out
+
+
+def half_iqr(values: list[float]) -> float | None:
     if len(values) < 4:
         return None
     q1, _, q3 = statistics.quantiles(values, n=4)
@@ -169,6 +250,162 @@ def fmt_x(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}×"
 
 
+def fmt_ratio(value: float | None, ref: float | None) -> str:
+    if value is None or not ref or ref <= 0:
+        return "—"
+    text = f"{value / ref:.3f}"
+    if value > 0:
+        text += f" (1/{ref / value:.0f})"
+    return text
+
+
+# --------------------------------------------------------------------------
+# part 1: CPU time
+
+
+def timing(profilers: list[str], rounds: int, iterations: int, high: float,
+           started: float) -> dict:
+    rates = [high] + [r for r in SLOW_RATES if r != high]
+    jobs = [(w, "baseline", 0.0) for w in WORKLOADS]
+    jobs += [(w, p, r) for w in WORKLOADS for p in profilers for r in rates]
+    print(f"part 1: {len(jobs)} runs per round x {rounds} rounds, {iterations} iterations per run",
+          file=sys.stderr)
+    results: dict[tuple, list[dict]] = {job: [] for job in jobs}
+    rng = random.Random(2012)
+    for r in range(rounds):
+        order = list(jobs)
+        rng.shuffle(order)
+        for job in order:
+            results[job].append(run_child(job[1], job[0], job[2], iterations))
+        print(f"  round {r + 1}/{rounds} done ({time.monotonic() - started:.0f} s)", file=sys.stderr)
+    return results
+
+
+def timing_table(results: dict, profilers: list[str], rounds: int, high: float) -> tuple[list[str], dict, list[str]]:
+    notes = []
+    for (w, p, rate), runs in results.items():
+        errors = [run["error"] for run in runs if "error" in run]
+        if errors:
+            notes.append(f"{LABELS[p]}, {w} at {rate:g} Hz: {len(errors)} of {rounds} runs failed "
+                         f"and are left out: {errors[0]}")
+
+    def ok(runs):
+        return [run for run in runs if "error" not in run]
+
+    def per_round_pairs(w, p, rate, which):
+        return [pair_stats(run)[which] for run in ok(results[(w, p, rate)])]
+
+    header = ["workload", "profiler", "samples/s", "cost/sample", "above floor", "whole runs",
+              "in handler", "above floor vs 0.4.0", "slowdown @100 Hz", "slowdown @1000 Hz",
+              "overhead @100 Hz"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    summary: dict[tuple, dict] = {}
+    for w in WORKLOADS:
+        base_runs = ok(results[(w, "baseline", 0.0)])
+        depth = base_runs[0]["depth"] if base_runs else "?"
+        label_w = f"4 threads, depth {depth}" if w == "threads4" else f"depth {depth}"
+        base_cpu = med(run["cpu"] for run in base_runs)
+        lines.append(f"| {label_w} | {LABELS['baseline']} | — | CPU {base_cpu:.3f} s/run | — | — | — | — "
+                     f"| 1× | 1× | — |")
+        cost_rounds = {p: per_round_pairs(w, p, high, 0) for p in profilers}
+        boot = {p: bootstrap(cost_rounds[p], statistics.median) for p in profilers}
+        stats = {}
+        for p in profilers:
+            pooled = [v for rnd in cost_rounds[p] for v in rnd]
+            cost = med(pooled)
+            above = above_noise = None
+            if "floor" in profilers and p != "floor":
+                floor_pooled = [v for rnd in cost_rounds["floor"] for v in rnd]
+                if cost is not None and floor_pooled:
+                    above = cost - statistics.median(floor_pooled)
+                    above_noise = half_iqr([a - b for a, b in zip(boot[p], boot["floor"])])
+            whole = []
+            by_round = zip(results[(w, "baseline", 0.0)], results[(w, p, high)])
+            for base, run in by_round:
+                if "error" not in base and "error" not in run and run["samples"]:
+                    whole.append((run["cpu"] - base["cpu"]) / run["samples"])
+            runs = ok(results[(w, p, high)])
+            inside = med(run["inside"] / run["samples"] for run in runs
+                         if run["inside"] is not None and run["samples"])
+            on_samples = sum(s[3] for run in runs for s in run["slices"] if s[4])
+            on_wall = sum(s[0] for run in runs for s in run["slices"] if s[4])
+            stats[p] = {
+                "cost": cost, "cost_noise": half_iqr(boot[p]), "above": above,
+                "above_noise": above_noise, "whole": med(whole), "whole_noise": half_iqr(whole),
+                "inside": inside, "rate": on_samples / on_wall if on_wall else 0.0,
+                "slow100": med(v for rnd in per_round_pairs(w, p, 100.0, 1) for v in rnd),
+                "slow1000": med(v for rnd in per_round_pairs(w, p, 1000.0, 1) for v in rnd),
+            }
+        ref = stats.get("plop040", {}).get("above")
+        for p in profilers:
+            s = stats[p]
+            ratio = "1" if p == "plop040" and ref is not None else (
+                "—" if p in ("floor", "plop040") else fmt_ratio(s["above"], ref))
+            overhead = "—" if s["cost"] is None else f"{s['cost'] * 100 * 100:.3f} %"
+            lines.append(
+                f"| {label_w} | {LABELS[p]} | {s['rate']:.0f} | {fmt_us(s['cost'], s['cost_noise'])}"
+                f" | {'—' if p == 'floor' else fmt_us(s['above'], s['above_noise'])}"
+                f" | {fmt_us(s['whole'], s['whole_noise'])} | {fmt_us(s['inside'])} | {ratio}"
+                f" | {fmt_x(s['slow100'])} | {fmt_x(s['slow1000'])} | {overhead} |")
+            summary[(w, p)] = s
+    return lines, summary, notes
+
+
+# --------------------------------------------------------------------------
+# part 2: instructions
+
+
+def instructions(valgrind: str, profilers: list[str], started: float) -> dict:
+    jobs = [(w, p) for w in WORKLOADS for p in ["baseline"] + profilers]
+    print(f"part 2: {len(jobs)} runs under callgrind, two at a time", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="plop-callgrind-") as tmp:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+            futures = {job: pool.submit(run_callgrind, valgrind, job[1], job[0], tmp) for job in jobs}
+            results = {job: future.result() for job, future in futures.items()}
+    print(f"  done ({time.monotonic() - started:.0f} s)", file=sys.stderr)
+    return results
+
+
+def instructions_table(results: dict, profilers: list[str]) -> tuple[list[str], dict, list[str]]:
+    notes = []
+    header = ["workload", "profiler", "samples", "instructions/sample", "above floor",
+              "above floor vs 0.4.0"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    summary = {}
+    for w in WORKLOADS:
+        per = {}
+        for p in ["baseline"] + profilers:
+            res = results[(w, p)]
+            if "error" in res:
+                notes.append(f"callgrind {LABELS[p]}, {w}: failed: {res['error']}")
+                continue
+            delta = res["ir_on"] - res["ir_off"]
+            per[p] = {"samples": res["samples"], "delta": delta,
+                      "per": delta / res["samples"] if res["samples"] else None}
+        label_w = "4 threads, depth 30" if w == "threads4" else f"depth {w[5:]}"
+        if "baseline" in per:
+            lines.append(f"| {label_w} | {LABELS['baseline']} (same work twice) | 0 | "
+                         f"{per['baseline']['delta']:+,d} in total | — | — |")
+        floor = per.get("floor", {}).get("per")
+        ref = None
+        if "plop040" in per and per["plop040"]["per"] is not None and floor is not None:
+            ref = per["plop040"]["per"] - floor
+        for p in profilers:
+            if p not in per:
+                continue
+            s = per[p]
+            above = s["per"] - floor if s["per"] is not None and floor is not None else None
+            s["above"] = above
+            ratio = "1" if p == "plop040" and ref else (
+                "—" if p in ("floor", "plop040") else fmt_ratio(above, ref))
+            per_text = "—" if s["per"] is None else f"{s['per']:,.0f}"
+            above_text = "—" if above is None or p == "floor" else f"{above:,.0f}"
+            lines.append(f"| {label_w} | {LABELS[p]} | {s['samples']} | {per_text} | {above_text} "
+                         f"| {ratio} |")
+            summary[(w, p)] = s
+    return lines, summary, notes
+
+
 # --------------------------------------------------------------------------
 # main
 
@@ -176,18 +413,20 @@ def fmt_x(value: float | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="a fast smoke run (numbers are noise)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a fast smoke run: 2 short rounds, no callgrind (numbers are noise)")
     parser.add_argument("--no-reference", action="store_true",
                         help="leave out plop 0.4.0 (no download)")
-    parser.add_argument("--rounds", type=int, help="rounds of interleaved runs (default 7, quick 2)")
+    parser.add_argument("--no-valgrind", action="store_true", help="skip part 2 (instructions)")
+    parser.add_argument("--rounds", type=int, help="rounds of interleaved runs (default 6, quick 2)")
     parser.add_argument("--seconds", type=float,
-                        help="CPU seconds of work per run (default 0.5, quick 0.08)")
-    parser.add_argument("--rate", type=float, default=4000.0,
-                        help="sampling rate for the cost-per-sample runs, Hz (default 4000)")
+                        help="wall seconds of work per run (default 0.4, quick 0.06)")
+    parser.add_argument("--rate", type=float, default=2000.0,
+                        help="sampling rate for the cost-per-sample runs, Hz (default 2000)")
     parser.add_argument("--json", metavar="PATH", help="also write every raw measurement here")
     args = parser.parse_args(argv)
-    rounds = args.rounds or (2 if args.quick else 7)
-    seconds = args.seconds or (0.08 if args.quick else 0.5)
+    rounds = args.rounds or (2 if args.quick else 6)
+    seconds = args.seconds or (0.06 if args.quick else 0.4)
     high = args.rate
     started = time.monotonic()
 
@@ -200,130 +439,89 @@ def main(argv: list[str] | None = None) -> int:
         error = fetch_reference() or probe_import("plop040", "plop.collector")
         if error:
             profilers.remove("plop040")
-            notes.append(f"plop 0.4.0 unavailable, row left out: {error}")
+            notes.append(f"plop 0.4.0 unavailable, its rows are left out: {error}")
     error = probe_import("c", "plop._sampler")
     if error:
         profilers.remove("c")
         profilers.remove("c_cpu")
-        notes.append(f"plop C sampler not built, rows left out ({error}); "
+        notes.append(f"plop's C sampler is not built, its rows are left out ({error}); "
                      "build it with `pip install -e .`")
+    valgrind = None if (args.quick or args.no_valgrind) else find_valgrind()
+    if not valgrind and not (args.quick or args.no_valgrind):
+        notes.append("valgrind not found: part 2 (instructions) skipped.")
 
     iterations = calibrate(seconds)
-    rates = [high] + [r for r in SLOW_RATES if r != high]
-    jobs = [(w, "baseline", 0.0) for w in WORKLOADS]
-    jobs += [(w, p, r) for w in WORKLOADS for p in profilers for r in rates]
-    print(f"{len(jobs)} runs per round x {rounds} rounds, {iterations} iterations per run",
-          file=sys.stderr)
-
-    # results[(workload, config, rate)] = [result of round 0, round 1, ...]
-    results: dict[tuple, list[dict]] = {job: [] for job in jobs}
-    rng = random.Random(2012)
-    for r in range(rounds):
-        order = list(jobs)
-        rng.shuffle(order)
-        for job in order:
-            results[job].append(run_child(job[1], job[0], job[2], iterations))
-        print(f"round {r + 1}/{rounds} done ({time.monotonic() - started:.0f} s)", file=sys.stderr)
+    t_results = timing(profilers, rounds, iterations, high, started)
+    i_results = instructions(valgrind, profilers, started) if valgrind else None
 
     if args.json:
         with open(args.json, "w") as f:
-            json.dump([{"round": i, **res} for runs in results.values() for i, res in enumerate(runs)],
-                      f, indent=1)
+            json.dump({"timing": [{"round": i, **res} for runs in t_results.values()
+                                  for i, res in enumerate(runs)],
+                       "instructions": list(i_results.values()) if i_results else []}, f, indent=1)
 
-    # per-round derived numbers
-    def cost(w: str, p: str, rate: float) -> list[float | None]:
-        out = []
-        for base, run in zip(results[(w, "baseline", 0.0)], results[(w, p, rate)]):
-            out.append((run["cpu"] - base["cpu"]) / run["samples"] if run["samples"] else None)
-        return out
-
-    def slowdown(w: str, p: str, rate: float) -> float | None:
-        return med([run["wall"] / base["wall"]
-                    for base, run in zip(results[(w, "baseline", 0.0)], results[(w, p, rate)])])
-
-    header = ["workload", "profiler", "samples/s", "cost/sample (outside)", "above floor",
-              "in handler", "above floor vs 0.4.0", "slowdown @100 Hz", "slowdown @1000 Hz",
-              "overhead @100 Hz"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    summary: dict[tuple, dict] = {}
-    for w in WORKLOADS:
-        base_runs = results[(w, "baseline", 0.0)]
-        depth = base_runs[0]["depth"]
-        label_w = {"depth30": f"depth {depth}", "depth150": f"depth {depth}",
-                   "threads4": f"4 threads, depth {depth}"}[w]
-        lines.append(f"| {label_w} | {LABELS['baseline']} | — | CPU {med([b['cpu'] for b in base_runs]):.3f} s"
-                     f" | — | — | — | 1.000× | 1.000× | — |")
-        floor_cost = cost(w, "floor", high) if "floor" in profilers else None
-        per = {}
-        for p in profilers:
-            c = cost(w, p, high)
-            above = [a - f if a is not None and f is not None else None
-                     for a, f in zip(c, floor_cost)]
-            runs = results[(w, p, high)]
-            inside = med([run["inside"] / run["samples"] for run in runs
-                          if run["inside"] is not None and run["samples"]])
-            rate_achieved = med([run["samples"] / run["wall"] for run in runs])
-            per[p] = {"cost": med(c), "cost_noise": spread(c), "above": med(above),
-                      "above_noise": spread(above), "inside": inside, "rate": rate_achieved,
-                      "slow100": slowdown(w, p, 100.0), "slow1000": slowdown(w, p, 1000.0)}
-        for p in profilers:
-            s = per[p]
-            ref = per.get("plop040", {}).get("above")
-            ratio = "—"
-            if p not in ("floor", "plop040") and ref and s["above"] is not None:
-                ratio = f"{s['above'] / ref:.3f} (1/{ref / s['above']:.0f})" if s["above"] > 0 else \
-                    f"{s['above'] / ref:.3f}"
-            elif p == "plop040" and ref:
-                ratio = "1"
-            overhead = "—" if s["cost"] is None else f"{s['cost'] * 100 * 100:.3f} %"
-            lines.append(
-                f"| {label_w} | {LABELS[p]} | {s['rate']:.0f} | {fmt_us(s['cost'], s['cost_noise'])}"
-                f" | {'—' if p == 'floor' else fmt_us(s['above'], s['above_noise'])}"
-                f" | {fmt_us(s['inside'])} | {ratio} | {fmt_x(s['slow100'])} | {fmt_x(s['slow1000'])}"
-                f" | {overhead} |")
-            summary[(w, p)] = s
+    t_lines, t_summary, t_notes = timing_table(t_results, profilers, rounds, high)
+    notes += t_notes
+    i_lines = i_summary = None
+    if i_results:
+        i_lines, i_summary, i_notes = instructions_table(i_results, profilers)
+        notes += i_notes
 
     elapsed = time.monotonic() - started
     print()
-    print(f"## plop sampling overhead — Python {platform.python_version()}, {os.cpu_count()} CPUs, "
-          f"{platform.machine()}")
+    print(f"## plop sampling overhead — Python {platform.python_version()}, "
+          f"{os.cpu_count()} CPUs, {platform.machine()}")
     print()
-    print(f"{rounds} rounds; every run a fresh process; cost/sample measured at {high:g} Hz "
-          f"(ITIMER_REAL/SIGALRM); {iterations} iterations of work per run; medians over rounds, "
-          f"± half the interquartile range; total {elapsed:.0f} s.")
+    print(f"### CPU time per sample, measured from outside ({high:g} Hz, ITIMER_REAL/SIGALRM)")
     print()
-    print("\n".join(lines))
+    print(f"{rounds} rounds, fresh process per run, {iterations} iterations of work per run; "
+          "cost/sample from paired timer-on/off slices (median, ± half IQR over bootstrapped "
+          "rounds); whole runs = (CPU of run − CPU of the baseline run) / samples, median ± half "
+          "IQR over rounds; overhead @100 Hz = cost/sample × 100/s.")
+    print()
+    print("\n".join(t_lines))
+    if i_lines:
+        print()
+        print(f"### Instructions per sample, callgrind (user space; {VALGRIND_RATE:g} Hz of "
+              f"valgrind time, {VALGRIND_ITERATIONS} iterations per phase)")
+        print()
+        print("\n".join(i_lines))
     print()
     for note in notes:
         print(f"* {note}")
     if args.quick:
         print("* --quick: too few and too short runs for the numbers to mean anything.")
+    print(f"* total time {elapsed:.0f} s.")
     print()
-    print(verdict(summary, profilers))
+    print(verdict(t_summary, i_summary, profilers))
     return 0
 
 
-def verdict(summary: dict, profilers: list[str]) -> str:
+def verdict(t_summary: dict, i_summary: dict | None, profilers: list[str]) -> str:
+    if "c" not in profilers:
+        return "**Verdict:** none: the C sampler was not built."
     parts = []
-    if "c" in profilers:
-        c30 = summary[("depth30", "c")]
-        if "plop040" in profilers:
-            ref = summary[("depth30", "plop040")]["above"]
-            if ref and ref > 0 and c30["above"] is not None:
-                ratio = c30["above"] / ref
-                ok = ratio <= 1 / 3
-                parts.append(f"{'PASS' if ok else 'FAIL'}: at depth 30 the C sampler costs "
-                             f"{c30['above'] * 1e6:.2f} µs above the floor, {ratio:.3f}× plop 0.4.0's "
-                             f"{ref * 1e6:.2f} µs (target ≤ 1/3)")
-            else:
-                parts.append("no verdict on the 1/3 target: plop 0.4.0's cost above the floor "
-                             "was not measurable")
-        worst = max((summary[(w, "c")]["cost"] or 0.0) for w in WORKLOADS)
-        ok = worst * 100 < 0.005
-        parts.append(f"{'PASS' if ok else 'FAIL'}: the C sampler's implied overhead at 100 Hz is at most "
-                     f"{worst * 100 * 100:.3f} % (target < 0.5 %)")
-    else:
-        parts.append("no verdict: the C sampler was not built")
+    if "plop040" in profilers:
+        c30, ref = t_summary[("depth30", "c")], t_summary[("depth30", "plop040")]
+        if ref["above"] and ref["above"] > 0 and c30["above"] is not None:
+            ratio = c30["above"] / ref["above"]
+            parts.append(f"{'PASS' if ratio <= 1 / 3 else 'FAIL'}: at depth 30 the C sampler's CPU cost "
+                         f"above the floor is {ratio:.3f}× plop 0.4.0's ({c30['above'] * 1e6:.2f} vs "
+                         f"{ref['above'] * 1e6:.2f} µs; target ≤ 1/3)")
+        else:
+            parts.append("no CPU-time verdict on the 1/3 target: plop 0.4.0's cost above the floor "
+                         "was not measurable")
+        if i_summary and ("depth30", "c") in i_summary and ("depth30", "plop040") in i_summary:
+            ci, ri = i_summary[("depth30", "c")]["above"], i_summary[("depth30", "plop040")]["above"]
+            if ci is not None and ri:
+                ratio = ci / ri
+                parts.append(f"{'PASS' if ratio <= 1 / 3 else 'FAIL'} in instructions: "
+                             f"{ratio:.3f}× ({ci:,.0f} vs {ri:,.0f} per sample)")
+    costs = [t_summary[(w, "c")]["cost"] for w in WORKLOADS if t_summary[(w, "c")]["cost"] is not None]
+    if costs:
+        worst = max(costs)
+        parts.append(f"{'PASS' if worst * 100 < 0.005 else 'FAIL'}: the C sampler's implied overhead at "
+                     f"100 Hz is at most {worst * 100 * 100:.3f} % (target < 0.5 %)")
     return "**Verdict:** " + "; ".join(parts) + "."
 
 
