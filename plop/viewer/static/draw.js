@@ -10,7 +10,7 @@ import { fmtPct, shorten } from "./util.js";
 const d3 = window.d3;
 
 const LABEL_PX = 12;         // label font size on screen
-const LEVEL_GAP = 76;        // vertical distance between call depths
+const LEVEL_GAP = 100;        // vertical distance between call depths
 const NODE_GAP = 140;        // horizontal room for a label in the starting layout
 const MIN_RADIUS = 6;        // a function with no self samples is still visible
 const LAYOUT_BUDGET_MS = 600; // synchronous layout before the first paint
@@ -104,7 +104,7 @@ export class GraphView {
     const simulation = d3.forceSimulation(nodes)
       .force("link", d3.forceLink(edges).distance((e) => e.source.r + e.target.r + 70))
       .force("charge", d3.forceManyBody().strength((n) => -260 - 12 * n.r).distanceMax(900))
-      .force("collide", d3.forceCollide((n) => Math.max(n.r + 10, Math.min(n.labelWidth, 190) * 0.45)).strength(0.9))
+      .force("collide", d3.forceCollide((n) => Math.max(n.r + 10, Math.min(n.labelWidth, 190) * 0.6)).strength(0.9))
       .force("layer", d3.forceY((n) => n.layer * LEVEL_GAP).strength(0.3))
       .force("order", d3.forceX((n) => n.x0).strength(0.05))
       .alphaDecay(0.035)
@@ -234,49 +234,85 @@ export class GraphView {
 
   /**
    * Keep labels LABEL_PX tall on screen and show as many as fit: emphasised
-   * nodes first, then the heaviest, skipping any that would overlap one already placed (a grid of
-   * screen cells keeps this linear).
+   * nodes first, then the heaviest, each below, above, right or left of its
+   * circle, wherever it covers no other label or circle (a grid of screen
+   * cells keeps this linear). Labels that fit nowhere are hidden.
    */
   placeLabels() {
     if (!this.nodeSel) return;
     const k = this.transform.k;
     this.viewport.style("font-size", `${LABEL_PX / k}px`);
     this.nodeSel.select("text").attr("stroke-width", 3 / k);
-    this.nodeSel.select("tspan.name").attr("x", 0).attr("y", (n) => n.r + (LABEL_PX + 1) / k);
-    this.nodeSel.select("tspan.pct").attr("dy", `${1.15}em`);
+    const grid = new BoxGrid(80);
+    const screen = new Map();
+    for (const n of this.nodes) {
+      const [sx, sy] = this.transform.apply([n.x, n.y]);
+      const r = n.r * k;
+      const circle = [sx - r, sy - r, sx + r, sy + r];
+      screen.set(n, [sx, sy, r, circle]);
+      grid.add(circle);
+    }
     const first = this.emphasised;
     const order = [...this.nodes].sort((a, b) =>
       first.has(b) - first.has(a) || b.total + b.self - (a.total + a.self));
-    const cell = 80;
-    const grid = new Map();
-    const boxes = [];
-    const shown = new Set();
+    const height = 2.1 * LABEL_PX;
     for (const n of order) {
-      const [sx, sy] = this.transform.apply([n.x, n.y]);
-      const w = n.labelWidth, top = sy + n.r * k + 2;
-      const box = [sx - w / 2, top, sx + w / 2, top + 2.3 * LABEL_PX];
-      const cells = [];
-      let clash = false;
-      for (let gx = Math.floor(box[0] / cell); gx <= Math.floor(box[2] / cell) && !clash; gx++) {
-        for (let gy = Math.floor(box[1] / cell); gy <= Math.floor(box[3] / cell); gy++) {
-          const key = gx + "," + gy;
-          cells.push(key);
-          for (const other of grid.get(key) || []) {
-            const o = boxes[other];
-            if (box[0] < o[2] && o[0] < box[2] && box[1] < o[3] && o[1] < box[3]) { clash = true; break; }
-          }
-          if (clash) break;
+      const [sx, sy, r, own] = screen.get(n);
+      const w = n.labelWidth;
+      n.labelSide = null;
+      for (const [side, box] of [
+        ["below", [sx - w / 2, sy + r + 2, sx + w / 2, sy + r + 2 + height]],
+        ["above", [sx - w / 2, sy - r - 2 - height, sx + w / 2, sy - r - 2]],
+        ["right", [sx + r + 4, sy - height / 2, sx + r + 4 + w, sy + height / 2]],
+        ["left", [sx - r - 4 - w, sy - height / 2, sx - r - 4, sy + height / 2]],
+      ]) {
+        if (!grid.clashes(box, own)) {
+          grid.add(box);
+          n.labelSide = side;
+          break;
         }
       }
-      if (clash) continue;
-      boxes.push(box);
-      for (const key of cells) {
-        if (!grid.has(key)) grid.set(key, []);
-        grid.get(key).push(boxes.length - 1);
-      }
-      shown.add(n);
     }
-    this.nodeSel.classed("label-hidden", (n) => !shown.has(n));
+    const line = (LABEL_PX + 1) / k;
+    this.nodeSel.classed("label-hidden", (n) => !n.labelSide);
+    this.nodeSel.select("text")
+      .attr("text-anchor", (n) => ({ right: "start", left: "end" })[n.labelSide] || "middle");
+    const dx = (n) => ({ right: n.r + 4 / k, left: -n.r - 4 / k })[n.labelSide] || 0;
+    const dy = (n) => ({ below: n.r + line, above: -n.r - 1.3 * line, right: -0.1 * line, left: -0.1 * line })[n.labelSide] || n.r + line;
+    this.nodeSel.select("tspan.name").attr("x", dx).attr("y", dy);
+    this.nodeSel.select("tspan.pct").attr("x", dx).attr("dy", "1.15em");
+  }
+}
+
+/** Rectangles [x0, y0, x1, y1] in screen space, bucketed in square cells for overlap tests. */
+class BoxGrid {
+  constructor(cell) {
+    this.cell = cell;
+    this.cells = new Map();
+  }
+
+  *keys(box) {
+    const c = this.cell;
+    for (let gx = Math.floor(box[0] / c); gx <= Math.floor(box[2] / c); gx++) {
+      for (let gy = Math.floor(box[1] / c); gy <= Math.floor(box[3] / c); gy++) yield gx + "," + gy;
+    }
+  }
+
+  add(box) {
+    for (const key of this.keys(box)) {
+      if (!this.cells.has(key)) this.cells.set(key, []);
+      this.cells.get(key).push(box);
+    }
+  }
+
+  /** Does `box` overlap any stored box other than `except`? */
+  clashes(box, except) {
+    for (const key of this.keys(box)) {
+      for (const o of this.cells.get(key) || []) {
+        if (o !== except && box[0] < o[2] && o[0] < box[2] && box[1] < o[3] && o[1] < box[3]) return true;
+      }
+    }
+    return false;
   }
 }
 
