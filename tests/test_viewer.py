@@ -111,6 +111,17 @@ async def test_index_lists_corrupt_profile_with_reason_and_no_link(http_client, 
 
 
 @pytest.mark.gen_test
+async def test_profiles_are_recognised_by_content_whatever_their_name(http_client, base_url, datadir):
+    shutil.copy(FIXTURES / "tmpl_work.legacy-plop-0.4.0.plop", datadir / "plop.out")
+    (datadir / "cut.out").write_bytes(b'{"plop": 1, "metadata": {"command": ["x"]}, "threads": [')
+    profiles = {p["name"]: p for p in json.loads((await get(http_client, base_url, "/api/profiles")).body)["profiles"]}
+    assert profiles["plop.out"]["format"] == "legacy" and profiles["plop.out"]["samples"] == 175
+    assert profiles["cut.out"]["status"] == "error" and profiles["cut.out"]["format"] == "plop"
+    response = await get(http_client, base_url, "/data?filename=plop.out")
+    assert response.code == 200 and json.loads(response.body)["total_samples"] == 175
+
+
+@pytest.mark.gen_test
 async def test_index_escapes_profile_strings(http_client, base_url, datadir):
     formats.dump(native_profile(), datadir / (HOSTILE.replace("/", "") + ".plop"))
     html = (await get(http_client, base_url, "/")).body.decode()

@@ -91,10 +91,9 @@ class Viewer:
         return body
 
 
-def view_url(name: str, **params: str) -> str:
-    """``/view?filename=NAME`` with the name (and any other parameters) URL-encoded."""
-    query = "&".join("%s=%s" % (k, quote(v, safe="")) for k, v in [("filename", name), *params.items()])
-    return "/view?" + query
+def view_url(name: str) -> str:
+    """``/view?filename=NAME`` with the name URL-encoded."""
+    return "/view?filename=" + quote(name, safe="")
 
 
 def data_url(name: str) -> str:

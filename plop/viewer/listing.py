@@ -154,13 +154,6 @@ class DataDirectory:
         self._profiles = LRUCache(keep_profiles)
         self.ignored = 0
 
-    def check(self) -> None:
-        """Raise ``OSError`` when the directory is missing or cannot be listed."""
-        if not os.path.isdir(self.root):
-            raise NotADirectoryError(f"{self.root} is not a directory")
-        with os.scandir(self.root):
-            pass
-
     def close(self) -> None:
         """Stop the background loader (pending loads are abandoned)."""
         self._background.shutdown(wait=False, cancel_futures=True)

@@ -36,12 +36,14 @@ def make_environment() -> jinja2.Environment:
 
 def filesize(size: int) -> str:
     """``1536`` -> ``"1.5 KiB"``."""
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
+    if size < 1024:
+        return "%d B" % size
+    value = size / 1024
+    for unit in ("KiB", "MiB", "GiB"):
         if value < 1024 or unit == "GiB":
-            return "%d %s" % (value, unit) if unit == "B" else "%.1f %s" % (value, unit)
+            break
         value /= 1024
-    raise AssertionError("unreachable")
+    return "%.1f %s" % (value, unit)
 
 
 def duration(seconds: float | None) -> str:
