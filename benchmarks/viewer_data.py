@@ -8,6 +8,7 @@ Builds a synthetic profile of 100,000 distinct stacks over 5,000 functions
   and the complete graph;
 * ``/data`` over HTTP from a running viewer: the first request (loading the
   file and building the graph) and later ones (served from its cache);
+* listing a data directory of 5,000 files, cold and cached;
 * with ``--browser``, the graph page in headless Chromium until the layout is
   drawn and interactive.
 
@@ -59,7 +60,7 @@ def make_profile(stacks: int = 100_000, functions: int = 5_000, seed: int = 1) -
     interned: dict = {}  # one object per distinct frame, as the file formats load them
     while len(samples) < stacks:
         # The first stacks start at every function in turn, so all of them are sampled.
-        fid = len(samples) if len(samples) < functions else rng.randrange(0, 50)
+        fid = len(samples) if len(samples) < functions else rng.randrange(0, min(50, functions))
         depth = rng.randint(4, 36)
         frames = []
         for _ in range(depth):
@@ -130,6 +131,29 @@ def time_browser(url: str, runs: int) -> tuple[float, float]:
     return statistics.median(interactive), statistics.median(settled)
 
 
+def time_listing(runs: int) -> tuple[float, float]:
+    """Listing a data directory of 5,000 files (4,990 unrelated, 10 small profiles): cold, then cached."""
+    from plop.viewer.listing import DataDirectory
+
+    with tempfile.TemporaryDirectory() as datadir:
+        for i in range(4990):
+            with open(os.path.join(datadir, "file%05d.log" % i), "w") as f:
+                f.write("2024-05-01 12:00:%02d INFO request %d served\n" % (i % 60, i))
+        small = formats.dumps(make_profile(stacks=50, functions=40, seed=2))
+        for i in range(10):
+            with open(os.path.join(datadir, "p%02d.plop" % i), "wb") as f:
+                f.write(small)
+        directory = DataDirectory(datadir)
+        try:
+            start = time.perf_counter()
+            assert len(directory.scan()) == 10
+            cold = time.perf_counter() - start
+            warm = median_time(directory.scan, runs)
+        finally:
+            directory.close()
+    return cold, warm
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -156,6 +180,9 @@ def main() -> None:
     print("trim + encode, complete graph:      %6.0f ms  (%d nodes, %.1f MB)" % (
         full * 1000, len(graph.order), len(json.dumps(graph.data())) / 1e6))
     print("/data shaping (build+trim+encode):  %6.0f ms  (median of %d)" % (cold * 1000, args.runs))
+
+    cold_list, warm_list = time_listing(args.runs)
+    print("listing 5,000 files (10 profiles): first %.0f ms, then %.0f ms" % (cold_list * 1000, warm_list * 1000))
 
     with tempfile.TemporaryDirectory() as datadir:
         formats.dump(profile, os.path.join(datadir, "big.plop"))

@@ -12,9 +12,11 @@ thread pool so one large profile does not stall other requests.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
 import os
+import threading
 import traceback
 from typing import Any, Callable, TypeVar
 from urllib.parse import quote
@@ -50,6 +52,8 @@ class Viewer:
         self._graphs = LRUCache(8)
         self._threads = LRUCache(16)
         self._data = LRUCache(32)
+        self._lock = threading.Lock()
+        self._building: dict[Any, concurrent.futures.Future] = {}
 
     def threads(self, entry: Entry, profile: Profile) -> list[dict[str, Any]]:
         """The threads of a profile with their sample counts, most sampled first."""
@@ -72,10 +76,23 @@ class Viewer:
         return graph
 
     def data(self, entry: Entry, profile: Profile, view: str, thread: str | None, max_nodes: int | None) -> bytes:
-        """The ``/data`` response body (JSON), cached per file version and parameters."""
+        """The ``/data`` response body (JSON), cached per file version and parameters.
+
+        A request for a body that another thread is building waits for it
+        instead of building it again (``/view`` starts building its page's
+        ``/data`` while the browser is still loading the page).
+        """
         key = (entry.key, view, thread, max_nodes)
         body = self._data.get(key)
-        if body is None:
+        if body is not None:
+            return body
+        with self._lock:
+            building = self._building.get(key)
+            if building is None:
+                future = self._building[key] = concurrent.futures.Future()
+        if building is not None:
+            return building.result()
+        try:
             data = self.graph(entry, profile, view, thread).data(max_nodes)
             data.update(
                 filename=entry.name,
@@ -88,7 +105,14 @@ class Viewer:
             )
             body = json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
             self._data.put(key, body)
-        return body
+            future.set_result(body)
+            return body
+        except BaseException as error:
+            future.set_exception(error)
+            raise
+        finally:
+            with self._lock:
+                del self._building[key]
 
 
 def view_url(name: str) -> str:
@@ -256,6 +280,11 @@ class ViewHandler(BaseHandler):
         threads = await self.run(self.viewer.threads, entry, profile)
         if thread is not None and thread not in {t["name"] for t in threads}:
             raise tornado.web.HTTPError(400, "this profile has no thread named %r", thread)
+        max_nodes = self.get_max_nodes() if "max_nodes" in self.request.arguments else DEFAULT_MAX_NODES
+        # Start on the page's /data now; its request will wait for this instead of starting over
+        # (and report any error: here it is only retrieved, so that it is not logged twice).
+        prefetch = IOLoop.current().run_in_executor(None, self.viewer.data, entry, profile, view, thread, max_nodes)
+        prefetch.add_done_callback(lambda done: done.exception())
         self.render_page(
             "view.html",
             entry=entry,
@@ -265,7 +294,7 @@ class ViewHandler(BaseHandler):
             thread=thread,
             threads=threads,
             has_cpu=profile.has_cpu,
-            max_nodes=self.get_max_nodes() if "max_nodes" in self.request.arguments else DEFAULT_MAX_NODES,
+            max_nodes=max_nodes,
             node_choices=(25, 50, 100, 200, 400),
             data_url=data_url(entry.name),
         )
