@@ -150,7 +150,9 @@ def main() -> None:
 
     def stop() -> None:
         toggle(False)
-        signal.signal(SIG, signal.SIG_DFL)
+        # not SIG_DFL: a signal already generated may still be delivered
+        # (valgrind delays delivery), and SIGALRM's default action is to exit
+        signal.signal(SIG, signal.SIG_IGN)
 
     if config == "baseline":
         toggle = None  # noqa: F811
@@ -204,8 +206,9 @@ def main() -> None:
     threads = 4 if workload == "threads4" else 1
     if len(sys.argv) > 5 and sys.argv[5] == "phases":
         return phases(config, workload, iterations, threads, samples, toggle, stop, where)
-    # at least ~5 samples per "on" slice
-    slice_s = max(0.04 if threads > 1 else 0.01, 5 * interval)
+    # at least ~5 samples per "on" slice; with threads, the main thread only
+    # runs (and marks, and samples) when it holds the GIL
+    slice_s = max(0.1 if threads > 1 else 0.01, 5 * interval)
     meter = Meter(threads, samples, slice_s, toggle)
     samples0 = samples()
     wall0, cpu0 = time.perf_counter(), cpu_seconds()
@@ -230,6 +233,10 @@ def phases(config, workload, iterations, threads, samples, toggle, stop, where) 
     """
     import os
 
+    if threads > 1:
+        # Few GIL hand-offs: their number depends on timing, and each costs
+        # thousands of instructions, which would drown the samples' cost.
+        sys.setswitchinterval(0.2)
     meter = Meter(threads, samples, float("inf"))
     meter.next = float("inf")
     if toggle is not None:

@@ -278,11 +278,22 @@ finish(uint64_t h)
 /* ------------------------------------------------------------------------ */
 /* Per-thread-state cache                                                   */
 
+/* Bumped in the child after fork(): thread CPU clock ids name kernel thread
+ * ids, which differ in the child, so cached ones must be looked up again. */
+static volatile unsigned int fork_generation;
+
+static void
+after_fork_child(void)
+{
+    fork_generation++;
+}
+
 typedef struct {
     uint64_t tsid;        /* PyThreadState_GetID(); 0 = consumed/empty */
     unsigned long ident;  /* tstate->thread_id the entry describes */
     PyObject *thread;     /* strong ref: threading._active[ident], or NULL */
     clockid_t clock;
+    unsigned int clock_generation;  /* fork_generation when clock was looked up */
     int clock_state;      /* 0 not looked up, 1 valid, -1 unavailable */
     int has_cpu;          /* the readings below are set */
     int64_t last_cpu_ns;  /* thread CPU clock at the previous sample */
@@ -297,6 +308,7 @@ tinfo_init(ThreadInfo *ti, uint64_t tsid, unsigned long ident)
     ti->ident = ident;
     ti->thread = NULL;
     ti->clock_state = 0;
+    ti->clock_generation = fork_generation;
     ti->has_cpu = 0;
     ti->last_cpu_ns = 0;
     ti->last_wall_ns = 0;
@@ -345,9 +357,13 @@ monotonic_ns(void)
 static int
 thread_on_cpu(ThreadInfo *ti, int64_t wall_ns)
 {
-    if (ti->clock_state == 0) {
+    if (ti->clock_state == 0 || ti->clock_generation != fork_generation) {
         ti->clock_state =
             pthread_getcpuclockid((pthread_t)ti->ident, &ti->clock) == 0 ? 1 : -1;
+        if (ti->clock_generation != fork_generation) {
+            ti->clock_generation = fork_generation;
+            ti->has_cpu = 0;  /* the child's CPU clock starts afresh */
+        }
     }
     if (ti->clock_state < 0) {
         return 0;
@@ -1015,6 +1031,10 @@ PyInit__sampler(void)
     if (str_active == NULL) {
         str_active = PyUnicode_InternFromString("_active");
         if (str_active == NULL) {
+            return NULL;
+        }
+        if (pthread_atfork(NULL, NULL, after_fork_child) != 0) {
+            PyErr_SetString(PyExc_ImportError, "pthread_atfork failed");
             return NULL;
         }
     }
