@@ -25,7 +25,8 @@ Large profiles are trimmed like pprof's node fraction: :meth:`CallGraph.data`
 keeps the ``max_nodes`` heaviest functions by ``total`` and reports what it
 left out. Calls that went through hidden functions are kept as *inferred*
 edges between the nearest shown caller and callee, so the shown part of the
-graph stays connected.
+graph stays connected, and light calls are left out like pprof's edge
+fraction, so a hundred functions do not come with thousands of arrows.
 """
 from __future__ import annotations
 

@@ -49,7 +49,7 @@ class Viewer:
     def __init__(self, datadir: str) -> None:
         self.datadir = DataDirectory(datadir)
         self.templates = make_environment()
-        self._graphs = LRUCache(8)
+        self._graphs = LRUCache(4)
         self._threads = LRUCache(16)
         self._data = LRUCache(32)
         self._lock = threading.Lock()
