@@ -460,6 +460,15 @@ async def test_internal_error_has_no_traceback(http_client, base_url, app):
     assert "Traceback" not in page.body.decode()
 
 
+@pytest.mark.gen_test
+async def test_vanished_datadir_is_explained(http_client, base_url, datadir):
+    shutil.rmtree(datadir)
+    page = await get(http_client, base_url, "/")
+    assert page.code == 500 and "cannot list the data directory" in page.body.decode()
+    api = await get(http_client, base_url, "/api/profiles")
+    assert api.code == 500 and "cannot list the data directory" in error_message(api)
+
+
 def test_debug_mode_serves_tracebacks(datadir):
     app = make_app(str(datadir), debug=True)
     assert app.settings["serve_traceback"] is True

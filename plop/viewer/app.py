@@ -203,12 +203,21 @@ class BaseHandler(tornado.web.RequestHandler):
         else:
             self.render_page("error.html", status=status_code, reason=self._reason, message=message, trace=trace)
 
+    async def scan(self) -> list[Entry]:
+        """The profiles of the data directory (500 with the reason when it cannot be listed)."""
+        try:
+            return await self.run(self.viewer.datadir.scan)
+        except OSError as e:
+            raise tornado.web.HTTPError(
+                500, "cannot list the data directory %s: %s", self.viewer.datadir.root, e.strerror or e
+            ) from None
+
     async def get_profile(self) -> tuple[Entry, Profile]:
         """The entry and profile named by ``?filename=``: 404 unless it is a profile
         in the data directory, 422 when it cannot be read."""
         name = self.get_argument("filename")
         entry = await self.run(self.viewer.datadir.lookup, name)
-        if entry is None or not entry.is_profile:
+        if entry is None:
             raise tornado.web.HTTPError(404, "no profile named %r in the data directory", name)
         if entry.error:
             raise tornado.web.HTTPError(422, "%s cannot be read: %s", name, entry.error)
@@ -244,7 +253,7 @@ class IndexHandler(BaseHandler):
     """``/``: the profiles of the data directory, newest first."""
 
     async def get(self) -> None:
-        entries = await self.run(self.viewer.datadir.scan)
+        entries = await self.scan()
         self.render_page(
             "index.html",
             entries=entries,
@@ -260,7 +269,7 @@ class ProfilesHandler(BaseHandler):
     json_errors = True
 
     async def get(self) -> None:
-        entries = await self.run(self.viewer.datadir.scan)
+        entries = await self.scan()
         self.finish_json(
             {
                 "datadir": self.viewer.datadir.root,

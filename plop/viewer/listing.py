@@ -195,7 +195,8 @@ class DataDirectory:
             is_link = stat.S_ISLNK(os.lstat(os.path.join(self.root, name)).st_mode)
         except (OSError, ValueError):
             return None
-        return self._probe(name, is_link, deadline=None)
+        entry = self._probe(name, is_link, deadline=None)
+        return entry if entry is not None and entry.is_profile else None
 
     def load(self, entry: Entry) -> Profile:
         """The profile of ``entry``, from a small cache of recently loaded ones.
