@@ -486,6 +486,60 @@ def test_installed_as_signal_handler(Sampler):
     assert all(frames and frames[-1][0] is spin_until_sampled.__code__ for frames in mine)
 
 
+def test_threads_coming_and_going_while_sampled(Sampler):
+    # Thread states appear and disappear between samples: the compiled
+    # sampler's per-thread cache must follow without errors or stale objects.
+    s = Sampler(track_cpu=True)
+    stop = threading.Event()
+
+    def short_lived():
+        # longer than the GIL switch interval, so that the main thread gets
+        # to run the handler while some of these are alive
+        descend_and_spin(5, 0.012)
+
+    def spawner():
+        while not stop.is_set():
+            batch = [threading.Thread(target=short_lived) for _ in range(4)]
+            for t in batch:
+                t.start()
+            for t in batch:
+                t.join()
+
+    spawners = [threading.Thread(target=spawner) for _ in range(2)]
+    previous = signal.signal(SIG, s)
+    try:
+        for t in spawners:
+            t.start()
+        signal.setitimer(signal.ITIMER_PROF, 0.0005, 0.0005)
+        try:
+            # sleep, so that the other threads get the GIL between samples
+            deadline = time.monotonic() + 20.0
+            while s.samples_taken < 120 and time.monotonic() < deadline:
+                time.sleep(0.001)
+        finally:
+            signal.setitimer(signal.ITIMER_PROF, 0, 0)
+            stop.set()
+            for t in spawners:
+                t.join()
+    finally:
+        signal.signal(SIG, previous)
+    assert s.errors == 0
+    assert s.samples_taken >= 120
+    table = counts(s, reset=True)
+    threads = {t for t, _ in table}
+    assert all(isinstance(t, (threading.Thread, int)) for t in threads)
+    assert any(frames and frames[-1][0] is descend_and_spin.__code__
+               for t, frames in table if t is not threading.current_thread())
+
+
+def descend_and_spin(n, seconds):
+    if n:
+        return descend_and_spin(n - 1, seconds)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
 # --------------------------------------------------------------------------
 # references
 
