@@ -60,31 +60,37 @@ class Meter:
     """Slices of the run, as seen by the main thread.
 
     Every `slice_s` seconds of wall time the main thread records the process
-    CPU time, the work done by all threads and the samples taken so far, and,
-    when it has a `toggle`, switches the sampling timer on or off for the next
-    slice in the pattern on, off, off, on, on, off, ... so that slices 2k and
-    2k+1 form an on/off pair taken under the same machine conditions.
+    CPU time, the work done by all threads and the samples taken so far by
+    the profiler and by the floor handler, then calls switch(state) to run
+    the next slice in another state. The states cycle in groups, each group
+    a rotation of `states` (e.g. on, floor, off / floor, off, on / off, on,
+    floor / ...), so that every group measures all states under the same
+    machine conditions.
     """
 
-    def __init__(self, threads: int, samples, slice_s: float, toggle=None) -> None:
+    def __init__(self, threads: int, counters, slice_s: float, states=("off",), switch=None):
         self.progress = [0] * threads
-        self.samples = samples
+        self.counters = counters  # () -> (profiler samples, floor samples)
         self.slice_s = slice_s
-        self.toggle = toggle
+        self.states = list(states)
+        self.switch = switch
         self.marks: list[tuple] = []
         self.next = 0.0
 
     def mark(self) -> None:
-        on = self.toggle is not None and ((len(self.marks) + 1) // 2) % 2 == 0
-        if self.toggle is not None:
-            self.toggle(on)
+        n = len(self.states)
+        i = len(self.marks)
+        group, k = divmod(i, n)
+        state = self.states[(k + group) % n]
+        if self.switch is not None:
+            self.switch(state)
         now = time.perf_counter()
-        self.marks.append((now, cpu_seconds(), sum(self.progress), self.samples(), on))
+        self.marks.append((now, cpu_seconds(), sum(self.progress), *self.counters(), state))
         self.next = now + self.slice_s
 
     def slices(self) -> list[tuple]:
-        """(wall, cpu, work, samples, timer on) of each complete slice."""
-        return [(b[0] - a[0], b[1] - a[1], b[2] - a[2], b[3] - a[3], a[4])
+        """(wall, cpu, work, profiler samples, floor samples, state) per complete slice."""
+        return [(b[0] - a[0], b[1] - a[1], b[2] - a[2], b[3] - a[3], b[4] - a[4], a[5])
                 for a, b in zip(self.marks, self.marks[1:])]
 
 
@@ -144,46 +150,34 @@ def main() -> None:
     samples = lambda: 0  # noqa: E731
     inside = lambda: None  # noqa: E731
     where = None
+    handler = None  # the profiler's signal handler
 
-    def toggle(on: bool) -> None:
+    floor_calls = [0]
+
+    def floor(signum, frame, calls=floor_calls):
+        calls[0] += 1
+
+    def timer(on: bool) -> None:
         signal.setitimer(TIMER, interval if on else 0, interval if on else 0)
 
-    def stop() -> None:
-        toggle(False)
-        # not SIG_DFL: a signal already generated may still be delivered
-        # (valgrind delays delivery), and SIGALRM's default action is to exit
-        signal.signal(SIG, signal.SIG_IGN)
-
     if config == "baseline":
-        toggle = None  # noqa: F811
-        stop = lambda: None  # noqa: E731
+        pass
     elif config == "floor":
-        calls = [0]
-
-        def handler(signum, frame, calls=calls):
-            calls[0] += 1
-
-        signal.signal(SIG, handler)
-        signal.siginterrupt(SIG, False)  # as plop 0.4.0 does
-        samples = lambda: calls[0]  # noqa: E731
+        pass
     elif config == "plop040":
         import plop.collector
         import plop.platform
 
         where = plop.collector.__file__
         # Driven the way its own main() does: Collector(...), start(duration),
-        # run, stop(); in between, its timer is paused in the "off" slices
-        # (its handler stays installed).
+        # run, stop(). Collector() installs its handler, start() its timer.
         collector = plop.collector.Collector(interval=interval, mode="real")
         collector.start(duration=3600)
+        handler = collector.handler
 
-        def toggle(on: bool) -> None:  # noqa: F811
+        def timer(on: bool) -> None:  # noqa: F811
             plop.platform.setitimer(plop.platform.ITIMER_REAL, interval if on else 0,
                                     interval if on else 0)
-
-        def stop() -> None:  # noqa: F811
-            toggle(True)
-            collector.stop()  # busy-waits for the next signal
 
         samples = lambda: collector.samples_taken  # noqa: E731
         inside = lambda: collector.sample_time  # noqa: E731
@@ -196,20 +190,53 @@ def main() -> None:
 
         where = plop.__file__
         sampler = Sampler(track_cpu=config == "c_cpu")
-        signal.signal(SIG, sampler)  # what plop.collector does
-        signal.siginterrupt(SIG, False)
+        handler = sampler  # installed directly, as plop.collector does
+        signal.signal(SIG, sampler)
         samples = lambda: sampler.samples_taken  # noqa: E731
         inside = lambda: sampler.sample_time  # noqa: E731
     else:
         raise SystemExit(f"unknown config {config!r}")
+    signal.siginterrupt(SIG, False)  # as plop 0.4.0 does
+
+    def switch(state: str) -> None:
+        timer(False)
+        if state == "on":
+            signal.signal(SIG, handler)
+        elif state == "floor":
+            signal.signal(SIG, floor)
+        if state != "off":
+            timer(True)
+
+    def stop() -> None:
+        if config == "plop040":
+            switch("on")
+            collector.stop()  # busy-waits for its handler to see the next signal
+        else:
+            timer(False)
+        # not SIG_DFL: a signal already generated may still be delivered
+        # (valgrind delays delivery), and SIGALRM's default action is to exit
+        signal.signal(SIG, signal.SIG_IGN)
 
     threads = 4 if workload == "threads4" else 1
     if len(sys.argv) > 5 and sys.argv[5] == "phases":
-        return phases(config, workload, iterations, threads, samples, toggle, stop, where)
-    # at least ~5 samples per "on" slice; with threads, the main thread only
-    # runs (and marks, and samples) when it holds the GIL
+        if config == "floor":
+            handler = floor
+            samples = lambda: floor_calls[0]  # noqa: E731
+        return phases(config, workload, iterations, threads, samples,
+                      None if config == "baseline" else lambda on: switch("on" if on else "off"),
+                      stop, where)
+
+    if config == "baseline":
+        states = ["off"]
+    elif config == "floor":
+        states = ["floor", "off"]
+    else:
+        states = ["on", "floor", "off"]
+    # at least ~5 samples per sampled slice; with threads, the main thread
+    # only runs (and marks, and samples) when it holds the GIL
     slice_s = max(0.1 if threads > 1 else 0.01, 5 * interval)
-    meter = Meter(threads, samples, slice_s, toggle)
+    meter = Meter(threads, lambda: (samples(), floor_calls[0]), slice_s, states,
+                  None if config == "baseline" else switch)
     samples0 = samples()
     wall0, cpu0 = time.perf_counter(), cpu_seconds()
     meter.mark()
@@ -230,34 +257,60 @@ def phases(config, workload, iterations, threads, samples, toggle, stop, where) 
     A short warm-up with the timer on, then the same work twice: phase A with
     the timer off, phase B with it on. os.getppid() marks the phase
     boundaries, so callgrind's dumps 2 and 3 count exactly phases A and B.
+
+    With threads, the three other threads are parked at depth 30 (blocked
+    in Event.wait()) while the main thread works: the sampler walks the same
+    four stacks as with four busy threads, without the GIL hand-offs, whose
+    number depends on timing and whose cost would drown the samples'.
     """
     import os
 
-    if threads > 1:
-        # Few GIL hand-offs: their number depends on timing, and each costs
-        # thousands of instructions, which would drown the samples' cost.
-        sys.setswitchinterval(0.2)
-    meter = Meter(threads, samples, float("inf"))
+    meter = Meter(1, lambda: (0, 0), float("inf"))
     meter.next = float("inf")
+    release = threading.Event()
+    parked = []
+    if threads > 1:
+        def park(depths: list) -> None:
+            at_depth_call(30, release.wait, depths)
+
+        parked = [threading.Thread(target=park, args=([],)) for _ in range(threads - 1)]
+        for t in parked:
+            t.start()
+        time.sleep(0.5)  # let them reach Event.wait()
+
+    def main_work(n: int) -> None:
+        run_workload("depth30" if threads > 1 else workload, n, meter)
+
     if toggle is not None:
         toggle(True)
-    run_workload(workload, max(UNIT, iterations // 4), meter)
+    main_work(max(UNIT, iterations // 4))
     if toggle is not None:
         toggle(False)
     os.getppid()  # dump 1: start-up, set-up and warm-up
-    run_workload(workload, iterations, meter)
+    main_work(iterations)
     os.getppid()  # dump 2: phase A
     n0 = samples()
     if toggle is not None:
         toggle(True)
-    run_workload(workload, iterations, meter)
+    main_work(iterations)
     if toggle is not None:
         toggle(False)
     n = samples() - n0
     os.getppid()  # dump 3: phase B
+    release.set()
+    for t in parked:
+        t.join()
     stop()
     json.dump({"config": config, "workload": workload, "samples": n, "module": where}, sys.stdout)
     sys.stdout.write("\n")
+
+
+def at_depth_call(depth: int, fn, report: list) -> None:
+    """Call fn() with `depth` frames on the stack."""
+    base = stack_depth() + 1
+    levels = max(0, depth - base - 1)
+    report.append(base + levels + 1)
+    descend(levels, fn)
 
 
 if __name__ == "__main__":

@@ -21,21 +21,23 @@ Workloads: CPU-bound pure Python with 30 and with 150 frames on the stack, and
 four busy threads (the main thread and three others) at depth 30.
 
 Part 1, CPU time. Configurations are shuffled within each round; every run
-is a new process. On a shared, noisy machine the CPU time of the *same* work
-drifts by tens of percent from second to second, far more than a sampler
-costs, so each profiled process alternates short slices with its timer on
-and off (on, off, off, on, ...) and records, around each slice,
-getrusage(RUSAGE_SELF) user+sys CPU time, the work done and the samples
-taken. A pair of adjacent on/off slices gives the CPU cost per sample under
-the same machine conditions: (CPU(on) - CPU(off) x work(on)/work(off)) /
-(samples(on) - samples(off) x work(on)/work(off)). The table shows the median
-over all pairs of all rounds, ± half the interquartile range of that median
-when the rounds are bootstrapped. The "whole runs" column is the plain
-(CPU of the profiled process - CPU of the baseline process of the same
-round) / samples, median over rounds: the textbook estimate, shown to make
-the noise visible. Slowdowns are the same pairing applied to wall time per
-unit of work. "in handler" is sample_time / samples_taken as measured by the
-handler itself.
+is a new process. On a shared, noisy machine (a 2-vCPU VM, say) the CPU time
+of the *same* work drifts by tens of percent from one tenth of a second to
+the next, far more than a sampler costs, so "CPU of the profiled process -
+CPU of the unprofiled process" over whole runs is noise (+-200 us per sample
+here). Instead each profiled process cycles through short slices in three
+states: its own handler on the timer, the floor handler on the timer, timer
+off (rotating the order), and records, around each slice,
+getrusage(RUSAGE_SELF) user+sys CPU time, the work done and the samples each
+handler took. Per group of three adjacent slices, CPU = r x work + c x
+samples + f x floor samples is solved: c is the profiler's CPU cost per
+sample, c - f its cost above the floor, both measured under the same machine
+conditions. The table shows the sample-weighted median over all groups of all
+rounds, +- half the interquartile range of that median when the rounds are
+bootstrapped. The floor row comes from processes that alternate floor/off.
+Slowdowns are wall time per unit of work, profiler on vs timer off, in the
+same groups. "in handler" is sample_time / samples_taken, as measured by the
+handler itself. The baseline processes only give the "no profiler" CPU time.
 
 Part 2, instructions (when valgrind is installed; --no-valgrind skips it).
 Under callgrind each configuration runs the same work twice, timer off then
@@ -215,23 +217,62 @@ def weighted_median(pairs: list[tuple[float, float]]) -> float | None:
     return pairs[-1][0]
 
 
-def pair_stats(run: dict) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
-    """Per on/off slice pair of a run: (CPU cost per sample, its weight: the
-    extra samples of the pair), (wall slowdown, weight 1)."""
-    costs, slowdowns = [], []
+def solve(rows: list[list[float]], rhs: list[float]) -> list[float] | None:
+    """Solve a small square linear system (Gaussian elimination); None if singular."""
+    n = len(rows)
+    m = [list(r) + [b] for r, b in zip(rows, rhs)]
+    for col in range(n):
+        pivot = max(range(col, n), key=lambda i: abs(m[i][col]))
+        if abs(m[pivot][col]) < 1e-12:
+            return None
+        m[col], m[pivot] = m[pivot], m[col]
+        for i in range(n):
+            if i != col:
+                f = m[i][col] / m[col][col]
+                m[i] = [a - f * b for a, b in zip(m[i], m[col])]
+    return [m[i][n] / m[i][i] for i in range(n)]
+
+
+def group_stats(run: dict) -> dict[str, list[tuple[float, float]]]:
+    """Per group of slices (one slice per state) of a run, weighted values:
+    "cost" (CPU per profiler sample), "above" (CPU per profiler sample minus
+    CPU per floor sample, same group), "floor" (CPU per floor sample) and
+    "slowdown" (wall per work with the profiler on / off).
+
+    Within a group, CPU(slice) = r * work + c * profiler samples + f * floor
+    samples is solved for r, c and f: samples that strayed into a neighbouring
+    slice are accounted where they ran.
+    """
+    out: dict[str, list[tuple[float, float]]] = {"cost": [], "above": [], "floor": [], "slowdown": []}
     slices = run["slices"]
-    for a, b in zip(slices[0::2], slices[1::2]):
-        if a[4] == b[4]:
+    states = sorted({s[5] for s in slices})
+    n = len(states)
+    if n < 2:
+        return out
+    for g in range(0, len(slices) - n + 1, n):
+        group = slices[g:g + n]
+        if sorted(s[5] for s in group) != states or any(s[2] <= 0 for s in group):
             continue
-        on, off = (a, b) if a[4] else (b, a)
-        if on[2] <= 0 or off[2] <= 0 or off[0] <= 0:
+        columns = [lambda s: s[2]]
+        if "on" in states:
+            columns.append(lambda s: s[3])
+        if "floor" in states:
+            columns.append(lambda s: s[4])
+        x = solve([[col(s) for col in columns] for s in group], [s[1] for s in group])
+        if x is None:
             continue
-        k = on[2] / off[2]
-        extra_samples = on[3] - k * off[3]
-        if extra_samples >= 0.5:
-            costs.append(((on[1] - k * off[1]) / extra_samples, extra_samples))
-        slowdowns.append(((on[0] / on[2]) / (off[0] / off[2]), 1.0))
-    return costs, slowdowns
+        by_state = {s[5]: s for s in group}
+        if "on" in states:
+            weight = by_state["on"][3]
+            if weight > 0:
+                out["cost"].append((x[1], weight))
+                if "floor" in states:
+                    out["above"].append((x[1] - x[2], weight))
+            on, off = by_state["on"], by_state["off"]
+            out["slowdown"].append(((on[0] / on[2]) / (off[0] / off[2]), 1.0))
+        elif "floor" in states and by_state["floor"][4] > 0:
+            out["floor"].append((x[-1], by_state["floor"][4]))
+    return out
 
 
 def bootstrap(rounds: list[list[float]], stat, n: int = 300, seed: int = 1) -> list[float]:
@@ -292,7 +333,7 @@ def timing(profilers: list[str], rounds: int, iterations: int, high: float,
         rng.shuffle(order)
         for job in order:
             # threads4 samples only while the main thread holds the GIL: run longer
-            n = iterations * (2 if job[0] == "threads4" else 1)
+            n = iterations * 3 // 2 if job[0] == "threads4" else iterations
             results[job].append(run_child(job[1], job[0], job[2], n))
         print(f"  round {r + 1}/{rounds} done ({time.monotonic() - started:.0f} s)", file=sys.stderr)
     return results
@@ -303,17 +344,20 @@ def timing_table(results: dict, profilers: list[str], rounds: int, high: float) 
     for (w, p, rate), runs in results.items():
         errors = [run["error"] for run in runs if "error" in run]
         if errors:
-            notes.append(f"{LABELS[p]}, {w} at {rate:g} Hz: {len(errors)} of {rounds} runs failed "
+            notes.append(f"{LABELS[p]}, {w} at {rate:g} Hz: {len(errors)} of {len(runs)} runs failed "
                          f"and are left out: {errors[0]}")
 
     def ok(runs):
         return [run for run in runs if "error" not in run]
 
-    def per_round_pairs(w, p, rate, which):
-        return [pair_stats(run)[which] for run in ok(results[(w, p, rate)])]
+    def per_round(w, p, rate, key):
+        return [group_stats(run)[key] for run in ok(results[(w, p, rate)])]
 
-    header = ["workload", "profiler", "samples/s", "cost/sample", "above floor", "whole runs",
-              "in handler", "above floor vs 0.4.0", "slowdown @100 Hz", "slowdown @1000 Hz",
+    def estimate(rounds_values):
+        pooled = [v for rnd in rounds_values for v in rnd]
+        return weighted_median(pooled), half_iqr(bootstrap(rounds_values, weighted_median))
+
+    header = ["workload", "profiler", "samples/s", "cost/sample", "above floor", "in handler", "above floor vs 0.4.0", "slowdown @100 Hz", "slowdown @1000 Hz",
               "overhead @100 Hz"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     summary: dict[tuple, dict] = {}
@@ -322,36 +366,29 @@ def timing_table(results: dict, profilers: list[str], rounds: int, high: float) 
         depth = base_runs[0]["depth"] if base_runs else "?"
         label_w = f"4 threads, depth {depth}" if w == "threads4" else f"depth {depth}"
         base_cpu = med(run["cpu"] for run in base_runs)
-        lines.append(f"| {label_w} | {LABELS['baseline']} | — | CPU {base_cpu:.3f} s/run | — | — | — | — "
+        lines.append(f"| {label_w} | {LABELS['baseline']} | — | CPU {base_cpu:.3f} s/run | — | — | — "
                      f"| 1× | 1× | — |")
-        cost_rounds = {p: per_round_pairs(w, p, high, 0) for p in profilers}
-        boot = {p: bootstrap(cost_rounds[p], weighted_median) for p in profilers}
         stats = {}
         for p in profilers:
-            pooled = [v for rnd in cost_rounds[p] for v in rnd]
-            cost = weighted_median(pooled)
-            above = above_noise = None
-            if "floor" in profilers and p != "floor":
-                floor_pooled = [v for rnd in cost_rounds["floor"] for v in rnd]
-                if cost is not None and floor_pooled:
-                    above = cost - weighted_median(floor_pooled)
-                    above_noise = half_iqr([a - b for a, b in zip(boot[p], boot["floor"])])
-            whole = []
-            by_round = zip(results[(w, "baseline", 0.0)], results[(w, p, high)])
-            for base, run in by_round:
-                if "error" not in base and "error" not in run and run["samples"]:
-                    whole.append((run["cpu"] - base["cpu"]) / run["samples"])
+            if p == "floor":
+                cost, cost_noise = estimate(per_round(w, p, high, "floor"))
+                above = above_noise = None
+            else:
+                cost, cost_noise = estimate(per_round(w, p, high, "cost"))
+                above, above_noise = estimate(per_round(w, p, high, "above"))
             runs = ok(results[(w, p, high)])
             inside = med(run["inside"] / run["samples"] for run in runs
                          if run["inside"] is not None and run["samples"])
-            on_samples = sum(s[3] for run in runs for s in run["slices"] if s[4])
-            on_wall = sum(s[0] for run in runs for s in run["slices"] if s[4])
+            state = "floor" if p == "floor" else "on"
+            column = 4 if p == "floor" else 3
+            sampled = [s for run in runs for s in run["slices"] if s[5] == state]
+            wall = sum(s[0] for s in sampled)
             stats[p] = {
-                "cost": cost, "cost_noise": half_iqr(boot[p]), "above": above,
-                "above_noise": above_noise, "whole": med(whole), "whole_noise": half_iqr(whole),
-                "inside": inside, "rate": on_samples / on_wall if on_wall else 0.0,
-                "slow100": weighted_median([v for rnd in per_round_pairs(w, p, 100.0, 1) for v in rnd]),
-                "slow1000": weighted_median([v for rnd in per_round_pairs(w, p, 1000.0, 1) for v in rnd]),
+                "cost": cost, "cost_noise": cost_noise, "above": above, "above_noise": above_noise,
+                "inside": inside,
+                "rate": sum(s[column] for s in sampled) / wall if wall else 0.0,
+                "slow100": estimate(per_round(w, p, 100.0, "slowdown"))[0] if p != "floor" else None,
+                "slow1000": estimate(per_round(w, p, 1000.0, "slowdown"))[0] if p != "floor" else None,
             }
         ref = stats.get("plop040", {}).get("above")
         for p in profilers:
@@ -362,7 +399,7 @@ def timing_table(results: dict, profilers: list[str], rounds: int, high: float) 
             lines.append(
                 f"| {label_w} | {LABELS[p]} | {s['rate']:.0f} | {fmt_us(s['cost'], s['cost_noise'])}"
                 f" | {'—' if p == 'floor' else fmt_us(s['above'], s['above_noise'])}"
-                f" | {fmt_us(s['whole'], s['whole_noise'])} | {fmt_us(s['inside'])} | {ratio}"
+                f" | {fmt_us(s['inside'])} | {ratio}"
                 f" | {fmt_x(s['slow100'])} | {fmt_x(s['slow1000'])} | {overhead} |")
             summary[(w, p)] = s
     return lines, summary, notes
@@ -437,13 +474,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-valgrind", action="store_true", help="skip part 2 (instructions)")
     parser.add_argument("--rounds", type=int, help="rounds of interleaved runs (default 6, quick 2)")
     parser.add_argument("--seconds", type=float,
-                        help="wall seconds of work per run (default 0.4, quick 0.06)")
+                        help="wall seconds of work per run (default 0.3, quick 0.06)")
     parser.add_argument("--rate", type=float, default=2000.0,
                         help="sampling rate for the cost-per-sample runs, Hz (default 2000)")
     parser.add_argument("--json", metavar="PATH", help="also write every raw measurement here")
     args = parser.parse_args(argv)
     rounds = args.rounds or (2 if args.quick else 6)
-    seconds = args.seconds or (0.06 if args.quick else 0.4)
+    seconds = args.seconds or (0.06 if args.quick else 0.3)
     high = args.rate
     started = time.monotonic()
 
@@ -492,10 +529,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"### CPU time per sample, measured from outside ({high:g} Hz, ITIMER_REAL/SIGALRM)")
     print()
     print(f"{rounds} rounds, fresh process per run, {iterations} iterations of work per run "
-          "(twice that with 4 threads); "
-          "cost/sample from paired timer-on/off slices (median, ± half IQR over bootstrapped "
-          "rounds); whole runs = (CPU of run − CPU of the baseline run) / samples, median ± half "
-          "IQR over rounds; overhead @100 Hz = cost/sample × 100/s.")
+          "(1.5 times that with 4 threads). cost/sample: CPU per sample from slices with the "
+          "profiler on vs off in the same process; above floor: vs slices with a no-op Python "
+          "handler in the same process; sample-weighted medians over slice groups, ± half the "
+          "IQR over bootstrapped rounds. overhead @100 Hz = cost/sample × 100/s.")
     print()
     print("\n".join(t_lines))
     if i_lines:

@@ -397,6 +397,9 @@ thread_on_cpu(ThreadInfo *ti, int64_t wall_ns)
 static int
 thread_lookup(Sampler *self, ThreadInfo *ti)
 {
+    if (self->threading == NULL) {
+        return 0;  /* cleared by the GC: report idents */
+    }
     PyObject *active = PyObject_GetAttr(self->threading, str_active);
     if (active == NULL) {
         return -1;
@@ -494,6 +497,10 @@ sample(Sampler *self, PyObject *frame_arg, int64_t wall_ns,
     if (frame_arg != Py_None && !PyFrame_Check(frame_arg)) {
         PyErr_Format(PyExc_TypeError, "frame must be a frame or None, not %.200s",
                      Py_TYPE(frame_arg)->tp_name);
+        return -1;
+    }
+    if (self->table == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "sampler was cleared");
         return -1;
     }
     PyThreadState *me = PyThreadState_Get();
