@@ -245,10 +245,10 @@ def group_stats(run: dict) -> dict[str, list[tuple[float, float]]]:
     """
     out: dict[str, list[tuple[float, float]]] = {"cost": [], "above": [], "floor": [], "slowdown": []}
     slices = run["slices"]
-    states = sorted({s[5] for s in slices})
-    n = len(states)
-    if n < 2:
+    if run["config"] == "baseline":
         return out
+    states = ["floor", "off"] if run["config"] == "floor" else ["floor", "off", "on"]
+    n = len(states)
     for g in range(0, len(slices) - n + 1, n):
         group = slices[g:g + n]
         if sorted(s[5] for s in group) != states or any(s[2] <= 0 for s in group):
