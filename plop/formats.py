@@ -29,9 +29,9 @@ import sys
 import tempfile
 from array import array
 from collections import defaultdict
+from contextlib import contextmanager
 from itertools import chain, count
 from operator import itemgetter
-from contextlib import contextmanager
 from typing import Any, Iterator
 
 from plop.profile import Frame, Profile, StackKey, from_stack_counts
@@ -238,7 +238,11 @@ def load(path: str | os.PathLike[str], *, max_bytes: int = DEFAULT_MAX_BYTES) ->
 
 
 def loads(data: bytes, *, name: str = "<data>") -> Profile:
-    """Parse profile bytes of any supported format (see :func:`sniff`)."""
+    """Parse profile bytes of any supported format, detected by content.
+
+    For bytes that did not come from a file (an HTTP body, a test). ``name``
+    only labels error messages. Raises :class:`ProfileFormatError`.
+    """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"loads() needs bytes, not {type(data).__name__}")
     data = bytes(data)
@@ -713,7 +717,12 @@ def format_for_path(path: str | os.PathLike[str]) -> str:
 
 
 def dumps(profile: Profile, format: str = "plop") -> bytes:
-    """Serialise a profile; ``format`` is one of FORMATS (or "collapsed")."""
+    """Serialise a profile to ``format``: one of FORMATS, or "collapsed" (= "flamegraph").
+
+    Raises ValueError (or TypeError) for a profile the format cannot
+    represent faithfully, e.g. negative counts or metadata that is not JSON,
+    rather than writing a file that plop itself would refuse to read.
+    """
     writer = _WRITERS.get(format)
     if writer is None:
         raise ValueError(f"unknown profile format {format!r}; expected one of {', '.join(FORMATS)}")
