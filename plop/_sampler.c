@@ -37,6 +37,11 @@
  * sampler, which forgets nothing, a new thread that happens to reuse a dead
  * thread's ident starts with a fresh CPU reading.
  *
+ * Weights (``interval``/``clock``/``ticks``) and the on-CPU credit of
+ * ``track_cpu`` follow the pure sampler's arithmetic, with the clocks read
+ * as integer nanoseconds.  ``interval``, ``clock`` and ``track_cpu`` are
+ * read-only here.
+ *
  * Robustness: nothing may run Python code in the middle of a walk (Python code
  * can release the GIL, and another thread could then free the thread state
  * being iterated).  The only allocations during the walk are frame objects
@@ -171,10 +176,12 @@ table_rehash(Table *t)
     return 0;
 }
 
-/* Count one sample of (thread, frames[0..depth)) whose hash is h. */
+/* Count one sample of (thread, frames[0..depth)) whose hash is h: add its
+ * weight to the key's wall count and oncpu to its CPU count. */
 static int
 table_count(Table *t, PyObject *thread, unsigned long ident,
-            const FrameKey *frames, uint32_t depth, uint64_t h, int oncpu)
+            const FrameKey *frames, uint32_t depth, uint64_t h,
+            uint64_t weight, uint64_t oncpu)
 {
     uint32_t tag = (uint32_t)(h >> 32);
     size_t i = (size_t)h & t->mask;
@@ -186,8 +193,8 @@ table_count(Table *t, PyObject *thread, unsigned long ident,
                 && e->depth == depth
                 && memcmp(t->pool + e->frames, frames,
                           (size_t)depth * sizeof(FrameKey)) == 0) {
-                e->wall++;
-                e->cpu += (uint64_t)oncpu;
+                e->wall += weight;
+                e->cpu += oncpu;
                 return 0;
             }
         }
@@ -243,8 +250,8 @@ table_count(Table *t, PyObject *thread, unsigned long ident,
     e->ident = ident;
     e->depth = depth;
     e->frames = t->n_pool;
-    e->wall = 1;
-    e->cpu = (uint64_t)oncpu;
+    e->wall = weight;
+    e->cpu = oncpu;
     t->n_pool += depth;
     t->n_entries++;
     t->slots[i].index1 = (uint32_t)t->n_entries;
@@ -330,6 +337,12 @@ typedef struct {
     PyObject *countdown_cb;   /* NULL means None */
     PyObject *threading;      /* the threading module */
     long long countdown;
+    double interval;          /* weight samples by intervals of tick_clock when > 0 */
+    int tick_clock;           /* a clock_gettime() clock id */
+    int has_last_tick;
+    int64_t last_tick_ns;     /* tick_clock at the previous weighted sample */
+    double tick_credit;       /* rounding carried to the next weight */
+    unsigned long long ticks; /* sum of the weights */
     unsigned long long samples_taken;
     unsigned long long errors;
     unsigned long long truncated;
@@ -350,12 +363,28 @@ monotonic_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Does this sample of the thread count as on CPU?  Error diffusion, as in
- * the pure sampler: the thread earns (CPU time used) / (wall time elapsed)
- * since its previous sample; a sample is on CPU when the credit reaches 0.5,
- * and then costs 1.  A thread's first sample only takes the readings. */
-static int
-thread_on_cpu(ThreadInfo *ti, int64_t wall_ns)
+/* Round credit + 0.5 towards zero, as Python's int(), clamped to [0, limit]. */
+static inline uint64_t
+round_credit(double credit, uint64_t limit)
+{
+    double r = credit + 0.5;
+    if (!(r > 0.0)) {
+        return 0;
+    }
+    if (r >= (double)limit) {
+        return limit;
+    }
+    return (uint64_t)r;
+}
+
+/* How much of this sample's weight counts as on CPU for the thread?  Error
+ * diffusion, as in the pure sampler: the thread earns the CPU time it used
+ * since its previous sample divided by the interval (or, without one, by the
+ * wall time elapsed); the on-CPU count is that credit rounded, at most the
+ * sample's weight, and the rest is carried over.  A thread's first sample
+ * only takes the readings. */
+static uint64_t
+thread_on_cpu(ThreadInfo *ti, int64_t wall_ns, double interval, uint64_t weight)
 {
     if (ti->clock_state == 0 || ti->clock_generation != fork_generation) {
         ti->clock_state =
@@ -380,14 +409,15 @@ thread_on_cpu(ThreadInfo *ti, int64_t wall_ns)
         ti->credit = 0.0;
         return 0;
     }
-    int64_t elapsed = wall_ns - ti->last_wall_ns;
-    if (elapsed > 0) {
-        ti->credit += (double)(cpu_ns - ti->last_cpu_ns) / (double)elapsed;
+    double used = (double)(cpu_ns - ti->last_cpu_ns) / 1e9;
+    if (interval > 0) {
+        ti->credit += used / interval;
     }
-    int on = ti->credit >= 0.5;
-    if (on) {
-        ti->credit -= 1.0;
+    else if (wall_ns > ti->last_wall_ns) {
+        ti->credit += used / ((double)(wall_ns - ti->last_wall_ns) / 1e9);
     }
+    uint64_t on = round_credit(ti->credit, weight);
+    ti->credit -= (double)on;
     ti->last_cpu_ns = cpu_ns;
     ti->last_wall_ns = wall_ns;
     return on;
@@ -427,7 +457,8 @@ thread_lookup(Sampler *self, ThreadInfo *ti)
 
 /* Walk one stack (consumes the reference to f) and count it. */
 static int
-count_stack(Sampler *self, ThreadInfo *ti, PyFrameObject *f, int64_t wall_ns)
+count_stack(Sampler *self, ThreadInfo *ti, PyFrameObject *f, int64_t wall_ns,
+            uint64_t weight)
 {
     FrameKey *buf = self->scratch;
     uint32_t depth = 0;
@@ -456,8 +487,8 @@ count_stack(Sampler *self, ThreadInfo *ti, PyFrameObject *f, int64_t wall_ns)
         /* PyFrame_GetBack could not create a frame object. */
         return -1;
     }
-    int oncpu = self->track_cpu ? thread_on_cpu(ti, wall_ns) : 0;
-    return table_count(self->table, ti->thread, ti->ident, buf, depth, finish(h), oncpu);
+    uint64_t oncpu = self->track_cpu ? thread_on_cpu(ti, wall_ns, self->interval, weight) : 0;
+    return table_count(self->table, ti->thread, ti->ident, buf, depth, finish(h), weight, oncpu);
 }
 
 static int
@@ -486,6 +517,37 @@ ensure_tinfo_capacity(Sampler *self, Py_ssize_t need)
     return 0;
 }
 
+/* How many intervals this sample stands for (see the pure sampler): 1 without
+ * an interval or on the first sample, else the intervals of the tick clock
+ * elapsed since the previous sample, rounded with error diffusion. */
+static int
+sample_weight(Sampler *self, uint64_t *weight)
+{
+    if (!(self->interval > 0)) {
+        *weight = 1;
+        return 0;
+    }
+    struct timespec ts;
+    if (clock_gettime((clockid_t)self->tick_clock, &ts) != 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    int64_t now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    int had = self->has_last_tick;
+    int64_t last = self->last_tick_ns;
+    self->has_last_tick = 1;
+    self->last_tick_ns = now;
+    if (!had) {
+        *weight = 1;
+        return 0;
+    }
+    double credit = self->tick_credit + ((double)(now - last) / 1e9) / self->interval;
+    uint64_t w = round_credit(credit, (uint64_t)1 << 52);
+    self->tick_credit = credit - (double)w;
+    *weight = w;
+    return 0;
+}
+
 /* Take one sample of every thread of this interpreter.  Returns -1 with an
  * exception set if any thread could not be counted; the other threads are
  * still counted.  Thread objects evicted from the cache are handed back in
@@ -494,6 +556,14 @@ static int
 sample(Sampler *self, PyObject *frame_arg, int64_t wall_ns,
        PyObject **evicted, int *n_evicted)
 {
+    uint64_t weight;
+    if (sample_weight(self, &weight) < 0) {
+        return -1;
+    }
+    if (weight == 0) {
+        return 0;  /* less than half an interval since the previous sample */
+    }
+    self->ticks += weight;
     if (frame_arg != Py_None && !PyFrame_Check(frame_arg)) {
         PyErr_Format(PyExc_TypeError, "frame must be a frame or None, not %.200s",
                      Py_TYPE(frame_arg)->tp_name);
@@ -579,7 +649,7 @@ sample(Sampler *self, PyObject *frame_arg, int64_t wall_ns,
             failed = 1;
             continue;
         }
-        if (count_stack(self, ti, f, wall_ns) < 0) {
+        if (count_stack(self, ti, f, wall_ns, weight) < 0) {
             failed = 1;
         }
     }
@@ -691,9 +761,12 @@ sampler_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
 static PyObject *
 Sampler_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"track_cpu", NULL};
+    static char *kwlist[] = {"track_cpu", "interval", "clock", NULL};
     int track_cpu = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|p:Sampler", kwlist, &track_cpu)) {
+    double interval = 0.0;
+    int clock = CLOCK_MONOTONIC;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|pdi:Sampler", kwlist,
+                                     &track_cpu, &interval, &clock)) {
         return NULL;
     }
     PyObject *threading = PyImport_ImportModule("threading");
@@ -709,6 +782,8 @@ Sampler_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->threading = threading;
     self->enabled = 1;
     self->track_cpu = (char)track_cpu;
+    self->interval = interval;
+    self->tick_clock = clock;
     self->table = table_new();
     self->scratch = PyMem_Malloc(MAX_DEPTH * sizeof(FrameKey));
     if (self->table == NULL || self->scratch == NULL) {
@@ -916,6 +991,24 @@ get_samples_taken(Sampler *self, void *closure)
 }
 
 static PyObject *
+get_ticks(Sampler *self, void *closure)
+{
+    return PyLong_FromUnsignedLongLong(self->ticks);
+}
+
+static PyObject *
+get_interval(Sampler *self, void *closure)
+{
+    return PyFloat_FromDouble(self->interval);
+}
+
+static PyObject *
+get_clock(Sampler *self, void *closure)
+{
+    return PyLong_FromLong(self->tick_clock);
+}
+
+static PyObject *
 get_errors(Sampler *self, void *closure)
 {
     return PyLong_FromUnsignedLongLong(self->errors);
@@ -957,6 +1050,7 @@ set_enabled(Sampler *self, PyObject *value, void *closure)
         return -1;
     }
     self->enabled = (char)b;
+    self->has_last_tick = 0;  /* a pause is not time to weight the next sample with */
     return 0;
 }
 
@@ -982,6 +1076,12 @@ set_on_disabled(Sampler *self, PyObject *value, void *closure)
 static PyGetSetDef Sampler_getset[] = {
     {"samples_taken", (getter)get_samples_taken, NULL,
      "Number of samples taken (calls while enabled).", NULL},
+    {"ticks", (getter)get_ticks, NULL,
+     "Sum of the samples' weights (see interval).", NULL},
+    {"interval", (getter)get_interval, NULL,
+     "Seconds of clock per unit of weight; 0 counts every sample once.", NULL},
+    {"clock", (getter)get_clock, NULL,
+     "The clock_gettime() clock id that samples are weighted on.", NULL},
     {"sample_time", (getter)get_sample_time, NULL,
      "Seconds spent sampling, on the monotonic clock.", NULL},
     {"errors", (getter)get_errors, NULL,
@@ -999,7 +1099,7 @@ static PyGetSetDef Sampler_getset[] = {
 };
 
 PyDoc_STRVAR(Sampler_doc,
-"Sampler(track_cpu=False)\n--\n\n"
+"Sampler(track_cpu=False, interval=0.0, clock=time.CLOCK_MONOTONIC)\n--\n\n"
 "Signal handler counting (thread, stack) keys; see plop._pysampler for the\n"
 "protocol.  Install it directly: signal.signal(sig, sampler).");
 
