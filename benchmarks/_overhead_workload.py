@@ -189,7 +189,8 @@ def main() -> None:
         import plop
 
         where = plop.__file__
-        sampler = Sampler(track_cpu=config == "c_cpu")
+        # constructed as plop.collector does for mode="real"
+        sampler = Sampler(track_cpu=config == "c_cpu", interval=interval, clock=time.CLOCK_MONOTONIC)
         handler = sampler  # installed directly, as plop.collector does
         signal.signal(SIG, sampler)
         samples = lambda: sampler.samples_taken  # noqa: E731

@@ -381,6 +381,70 @@ def test_errors_are_counted_not_raised(Sampler):
 
 
 # --------------------------------------------------------------------------
+# weights: interval and clock
+
+
+def test_without_interval_every_sample_weighs_one(Sampler):
+    s = Sampler()
+    assert s.interval == 0.0
+    assert s.clock == time.CLOCK_MONOTONIC
+    expected = outer(s, 4)
+    assert s.ticks == 4
+    assert counts(s)[(threading.current_thread(), expected)] == (4, 0)
+
+
+def test_samples_weighted_by_elapsed_intervals(Sampler):
+    s = Sampler(interval=0.01, clock=time.CLOCK_MONOTONIC)
+    assert s.interval == 0.01
+    me = threading.current_thread()
+
+    def sample_then_sleep(seconds):
+        stack = outer(s, 1)
+        time.sleep(seconds)
+        return stack
+
+    first = sample_then_sleep(0.1)  # the first sample weighs 1
+    assert s.ticks == 1
+    second = sample_then_sleep(0.0)  # ~10 intervals after the first
+    weight = s.ticks - 1
+    assert 9 <= weight <= 30, weight
+    table = counts(s)
+    assert table[(me, first)] == (1, 0)
+    assert table[(me, second)] == (weight, 0)
+    assert s.samples_taken == 2
+
+
+def test_sample_within_half_an_interval_weighs_nothing(Sampler):
+    s = Sampler(interval=60.0)
+    me = threading.current_thread()
+    first = outer(s, 1)
+    second = outer(s, 1)  # microseconds later: weight 0, nothing counted
+    assert s.samples_taken == 2
+    assert s.ticks == 1
+    assert for_thread(counts(s), me) == {first: (1, 0)}
+    assert second != first
+
+
+def test_enabling_restarts_the_weights(Sampler):
+    s = Sampler(interval=0.01)
+    outer(s, 1)
+    time.sleep(0.1)
+    s.enabled = False
+    s.enabled = True  # a pause is not time: the next sample weighs 1 again
+    outer(s, 1)
+    assert s.ticks == 2
+
+
+def test_bad_clock_is_an_error_not_an_exception(Sampler):
+    s = Sampler(interval=0.01, clock=-12345)
+    outer(s, 2)
+    assert s.errors == 2
+    assert s.samples_taken == 2
+    assert s.ticks == 0
+    assert s.take(False) == []
+
+
+# --------------------------------------------------------------------------
 # track_cpu
 
 
@@ -410,6 +474,26 @@ def test_track_cpu_tells_spinning_from_sleeping(Sampler):
     # A thread's first sample only takes the CPU readings.
     assert sleep_cpu == 0
     assert spin_cpu >= 6, f"spinner on CPU in {spin_cpu} of {spin_wall} samples"
+
+
+def test_track_cpu_with_interval_counts_cpu_time_in_intervals(Sampler):
+    # With an interval, a thread's credit is its CPU time in intervals: a
+    # thread spinning through a 5-interval gap is on CPU for all 5.
+    s = Sampler(track_cpu=True, interval=0.01, clock=time.CLOCK_MONOTONIC)
+    me = threading.current_thread()
+
+    def sample_then_spin():
+        stack = outer(s, 1)
+        spin(0.05)
+        return stack
+
+    for _ in range(4):
+        stack = sample_then_spin()
+    wall, cpu = counts(s)[(me, stack)]
+    assert wall == s.ticks
+    # the first sample only takes the readings; then ~5 of every ~5+ intervals
+    assert cpu >= (wall - 1) * 0.3, (wall, cpu)
+    assert cpu <= wall
 
 
 def spin(seconds: float) -> None:
