@@ -473,7 +473,8 @@ def test_track_cpu_tells_spinning_from_sleeping(Sampler):
     assert spin_wall == sleep_wall == 12
     # A thread's first sample only takes the CPU readings.
     assert sleep_cpu == 0
-    assert spin_cpu >= 6, f"spinner on CPU in {spin_cpu} of {spin_wall} samples"
+    # (not 11 of 12: on a loaded machine the spinner gets only part of a CPU)
+    assert spin_cpu >= 3, f"spinner on CPU in {spin_cpu} of {spin_wall} samples"
 
 
 def test_track_cpu_with_interval_counts_cpu_time_in_intervals(Sampler):
@@ -527,7 +528,8 @@ def test_track_cpu_after_fork(Sampler):
                 spin(0.02)
             mine = for_thread(counts(s), threading.current_thread())
             cpu = sum(c for _, c in mine.values())
-            code = 0 if cpu >= 3 and s.errors == 0 else 10 + cpu
+            # 5 if the child had a CPU to itself, 0 when reading the parent's clock
+            code = 0 if cpu >= 2 and s.errors == 0 else 10 + cpu
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
