@@ -414,22 +414,26 @@ def _parse_native(data: bytes, name: str) -> Profile:
     # Stacks share the Frame objects of the frames table, and the leading
     # frames of the previous stack: building one is a slice and one C-level
     # itemgetter call.
+    # Each key goes into the dict as soon as it is built, while its frames
+    # are still in the CPU cache for hashing.
     getf = frames.__getitem__
     keys: list[StackKey] = []
     append = keys.append
+    samples: dict[StackKey, int] = {}
     prev: tuple[Frame, ...] = ()
     try:
-        for t, k, idx in zip(ts, ks, idxs):
+        for t, k, idx, n in zip(ts, ks, idxs, ns):
             stack = itemgetter(*idx)(frames) if len(idx) > 1 else tuple(map(getf, idx))
             if k:
                 if k > len(prev):
                     bad()
                 stack = prev[:k] + stack
-            append((threads[t], stack))
+            key = (threads[t], stack)
+            samples[key] = n
+            append(key)
             prev = stack
     except (IndexError, TypeError):
         bad()
-    samples = dict(zip(keys, ns))
     if len(samples) != len(keys) or 0 in ns:  # repeated stacks add up; skip cpu-only rows
         samples = {}
         for key, n in zip(keys, ns):
