@@ -27,17 +27,35 @@ left out. Calls that went through hidden functions are kept as *inferred*
 edges between the nearest shown caller and callee, so the shown part of the
 graph stays connected, and light calls are left out like pprof's edge
 fraction, so a hundred functions do not come with thousands of arrows.
+
+Speed: the passes that look at every frame of every stack (numbering the
+distinct frames, counting each function, line and call once per sample, and
+the calls of a trimmed graph) are done by the compiled helper
+``plop._speedups`` when it was built, with "last stack seen" stamps instead
+of a set per stack; `_PyStacks` is the equivalent pure-Python path, used when
+the helper is missing or the environment variable ``PLOP_PURE_PYTHON`` is
+set. Everything per function or per line is done here, in Python, by both.
 """
 from __future__ import annotations
 
+import os
 import os.path
 import re
+from array import array
 from collections import Counter, defaultdict
 from itertools import chain
 from operator import itemgetter
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from plop.profile import Frame, Profile
+
+if os.environ.get("PLOP_PURE_PYTHON"):
+    _speedups = None
+else:
+    try:
+        from plop import _speedups  # type: ignore[attr-defined]
+    except ImportError:  # not built (no compiler where plop was installed)
+        _speedups = None
 
 _T = TypeVar("_T")
 _K = TypeVar("_K")
@@ -148,7 +166,7 @@ class CallGraph:
         "linenos",
         "groups",
         "edges",
-        "stacks",
+        "_stacks",
         "total_samples",
         "empty_samples",
         "order",
@@ -166,8 +184,8 @@ class CallGraph:
         self.groups: list[str] = []
         #: (caller id, callee id) -> samples containing that call.
         self.edges: dict[tuple[int, int], int] = {}
-        #: Distinct stacks as tuples of node ids (outermost first) -> samples.
-        self.stacks: dict[tuple[int, ...], int] = {}
+        #: The stacks, kept for the calls of trimmed graphs (`_PyStacks` or `_CompiledStacks`).
+        self._stacks: _PyStacks | _CompiledStacks = _PyStacks({})
         #: Samples with at least one frame (the sum of all ``self`` counts).
         self.total_samples = 0
         #: Samples whose stack was empty (py-spy's samples with no Python frame).
@@ -183,53 +201,26 @@ class CallGraph:
         counted apart, in ``empty_samples``, and left out of ``total_samples``.
         """
         graph = cls()
-        # Number the distinct frames ("lines") and aggregate the stacks over
-        # threads as tuples of line numbers: every later pass works on ints.
-        line_of_frame: dict[Frame, int] = {}
-        lookup = line_of_frame.get
-        by_lines: dict[tuple[int, ...], int] = {}
-        for (_thread, stack), n in profile.samples.items():
-            if not stack:
-                graph.empty_samples += max(n, 0)
-                continue
-            if n <= 0:
-                continue
-            lids = tuple(map(lookup, stack))
-            if None in lids:
-                for frame in stack:
-                    line_of_frame.setdefault(frame, len(line_of_frame))
-                lids = tuple(map(lookup, stack))
-            by_lines[lids] = by_lines.get(lids, 0) + n
-        frames = list(line_of_frame)
+        stacks = _index_stacks(profile.samples)
+        graph._stacks = stacks
+        graph.total_samples = stacks.total
+        graph.empty_samples = stacks.empty
+        # Node ids in first-seen order of the functions, as the frames (line ids) are.
+        frames = stacks.frames
         fid_of: dict[tuple[str, str, int], int] = {}
         node_of_line = [fid_of.setdefault(frame.function, len(fid_of)) for frame in frames]
-        to_node = node_of_line.__getitem__
-        stacks = graph.stacks
-        for lids, n in by_lines.items():
-            fids = tuple(map(to_node, lids))
-            stacks[fids] = stacks.get(fids, 0) + n
-        graph.total_samples = sum(stacks.values())
-
         count = len(fid_of)
         graph.functions = list(fid_of)
-        node_groups = _by_count(stacks)
-        graph.total_counts = [0] * count
-        for fid, n in _weighted_count(node_groups, _distinct_items).items():
-            graph.total_counts[fid] = n
-        graph.edges = _weighted_count(node_groups, _distinct_calls)
-        line_groups = _by_count(by_lines)
-        line_self = _weighted_count(line_groups, _innermost)
-        graph.self_counts = [0] * count
-        graph.lines = [{} for _ in range(count)]
-        for lid, n in _weighted_count(line_groups, _distinct_items).items():
-            fid = node_of_line[lid]
-            own = line_self.get(lid, 0)
-            graph.self_counts[fid] += own
+        line_total, line_self, graph.total_counts, graph.edges = stacks.count(node_of_line, count)
+        graph.self_counts = self_counts = [0] * count
+        graph.lines = lines = [{} for _ in range(count)]
+        for frame, fid, own, total in zip(frames, node_of_line, line_self, line_total):
+            self_counts[fid] += own
             # Frames of one function differ in their line: firstlineno is part of the function.
-            graph.lines[fid][frames[lid].lineno] = [own, n]
+            lines[fid][frame.lineno] = [own, total]
         graph.linenos = [
-            firstlineno or min((line for line in lines if line), default=0)
-            for (_f, _n, firstlineno), lines in zip(graph.functions, graph.lines)
+            firstlineno or min((line for line in by_line if line), default=0)
+            for (_f, _n, firstlineno), by_line in zip(graph.functions, lines)
         ]
         root = app_root(sorted({f for f, _n, _l in graph.functions}))
         group_cache: dict[str, str] = {}
@@ -260,15 +251,16 @@ class CallGraph:
         if max_nodes is not None and max_nodes < 1:
             raise ValueError("max_nodes must be a positive number")
         shown = self.order if max_nodes is None else self.order[:max_nodes]
-        edge_items = sorted(
-            ((a, b, w, False) for (a, b), w in self.edges.items()), key=lambda e: (-e[2], e[0], e[1])
-        )
         hidden_edges = 0
         if len(shown) < len(self.order):
             edge_items = self._inferred_edges(shown)
             kept = self._trim_edges(edge_items, len(shown))
             hidden_edges = len(edge_items) - len(kept)
             edge_items = kept
+        else:
+            edge_items = sorted(
+                ((a, b, w, False) for (a, b), w in self.edges.items()), key=lambda e: (-e[2], e[0], e[1])
+            )
         hidden = self.order[len(shown) :]
         nodes = []
         for i in shown:
@@ -324,19 +316,114 @@ class CallGraph:
         hidden functions (then more samples have the call between the shown
         functions than have it as a direct call).
         """
-        keep = [False] * len(self.order)
+        keep = bytearray(len(self.order))
         for i in shown:
-            keep[i] = True
-        is_kept = keep.__getitem__
-        reduced: dict[tuple[int, ...], int] = {}
-        for fids, n in self.stacks.items():
-            kept = tuple(filter(is_kept, fids))
-            if len(kept) > 1:
-                reduced[kept] = reduced.get(kept, 0) + n
-        weights = _weighted_count(_by_count(reduced), _distinct_calls)
+            keep[i] = 1
+        weights = self._stacks.call_weights(keep)
         edges = [(a, b, w, w > self.edges.get((a, b), 0)) for (a, b), w in weights.items()]
         edges.sort(key=lambda e: (-e[2], e[0], e[1]))
         return edges
+
+
+def _index_stacks(samples: dict) -> "_PyStacks | _CompiledStacks":
+    """The stacks of ``samples`` ready to count, by the compiled helper when there is one."""
+    if _speedups is not None:
+        try:
+            return _CompiledStacks(samples)
+        except (TypeError, OverflowError):
+            pass  # keys, stacks or counts of unusual types, or counts beyond 64 bits
+    return _PyStacks(samples)
+
+
+class _PyStacks:
+    """The distinct stacks of a profile and the counts of their frames, in pure Python.
+
+    ``frames`` are the distinct frames in first-seen order (a frame's index
+    is its *line id*), ``total`` the samples with at least one frame and
+    ``empty`` those without; :meth:`count` and :meth:`call_weights` are the
+    passes over every frame. `_CompiledStacks` is the same in C.
+    """
+
+    __slots__ = ("frames", "total", "empty", "_by_lines", "_by_nodes")
+
+    def __init__(self, samples: dict) -> None:
+        # Aggregate the stacks over threads as tuples of line ids: every later pass works on ints.
+        line_of_frame: dict[Frame, int] = {}
+        lookup = line_of_frame.get
+        by_lines: dict[tuple[int, ...], int] = {}
+        empty = 0
+        for (_thread, stack), n in samples.items():
+            if not stack:
+                empty += max(n, 0)
+                continue
+            if n <= 0:
+                continue
+            lids = tuple(map(lookup, stack))
+            if None in lids:
+                for frame in stack:
+                    line_of_frame.setdefault(frame, len(line_of_frame))
+                lids = tuple(map(lookup, stack))
+            by_lines[lids] = by_lines.get(lids, 0) + n
+        self.frames = list(line_of_frame)
+        self.total = sum(by_lines.values())
+        self.empty = empty
+        self._by_lines = by_lines
+        #: Distinct stacks as tuples of node ids (outermost first) -> samples, once counted.
+        self._by_nodes: dict[tuple[int, ...], int] = {}
+
+    def count(
+        self, node_of_line: list[int], functions: int
+    ) -> tuple[list[int], list[int], list[int], dict[tuple[int, int], int]]:
+        """``(line_total, line_self, func_total, edges)``: each line, function and call once per sample."""
+        to_node = node_of_line.__getitem__
+        stacks = self._by_nodes = {}
+        for lids, n in self._by_lines.items():
+            fids = tuple(map(to_node, lids))
+            stacks[fids] = stacks.get(fids, 0) + n
+        node_groups = _by_count(stacks)
+        func_total = [0] * functions
+        for fid, n in _weighted_count(node_groups, _distinct_items).items():
+            func_total[fid] = n
+        edges = _weighted_count(node_groups, _distinct_calls)
+        line_groups = _by_count(self._by_lines)
+        line_total = [0] * len(self.frames)
+        for lid, n in _weighted_count(line_groups, _distinct_items).items():
+            line_total[lid] = n
+        line_self = [0] * len(self.frames)
+        for lid, n in _weighted_count(line_groups, _innermost).items():
+            line_self[lid] = n
+        return line_total, line_self, func_total, edges
+
+    def call_weights(self, keep: bytearray) -> dict[tuple[int, int], int]:
+        """Calls between consecutive functions of a stack marked in ``keep``, once per sample."""
+        is_kept = keep.__getitem__
+        reduced: dict[tuple[int, ...], int] = {}
+        for fids, n in self._by_nodes.items():
+            kept = tuple(filter(is_kept, fids))
+            if len(kept) > 1:
+                reduced[kept] = reduced.get(kept, 0) + n
+        return _weighted_count(_by_count(reduced), _distinct_calls)
+
+
+class _CompiledStacks:
+    """`_PyStacks` by ``plop._speedups``: the stacks as flat arrays of line ids."""
+
+    __slots__ = ("frames", "total", "empty", "_arrays", "_nodes")
+
+    def __init__(self, samples: dict) -> None:
+        assert _speedups is not None
+        self.frames, lids, lengths, counts, self.total, self.empty = _speedups.index_stacks(samples)
+        self._arrays = (lids, lengths, counts)
+        self._nodes = b""
+
+    def count(
+        self, node_of_line: list[int], functions: int
+    ) -> tuple[list[int], list[int], list[int], dict[tuple[int, int], int]]:
+        self._nodes = array("i", node_of_line).tobytes()
+        return _speedups.count_stacks(*self._arrays, self._nodes, functions)
+
+    def call_weights(self, keep: bytearray) -> dict[tuple[int, int], int]:
+        return _speedups.call_weights(*self._arrays, self._nodes, bytes(keep))
 
 
 def _by_count(counts: dict[_T, int]) -> dict[int, list[_T]]:
