@@ -79,6 +79,7 @@ class ProfileFormatError(ValueError):
 # --------------------------------------------------------------------------- detection
 
 _NATIVE_HEAD = re.compile(rb'\{"plop":')
+_BOM = b"\xef\xbb\xbf"
 _LEGACY_HEAD = re.compile(
     rb"""[ \t\r\n]*\{[ \t\r\n]*\([ \t\r\n]*(?:[(\[][ \t\r\n]*[bBuUrR]{0,2}['"]|\)[ \t\r\n]*:)"""
 )
@@ -136,6 +137,10 @@ def sniff(head: bytes) -> str | None:
     object and says ``None`` too (:func:`loads` still accepts it).
     """
     head = bytes(head[:SNIFF_BYTES])
+    if _NATIVE_HEAD.match(head):
+        return "plop"
+    if head.startswith(_BOM):  # some Windows tools write one before text
+        head = head[len(_BOM):]
     if _NATIVE_HEAD.match(head):
         return "plop"
     if _LEGACY_HEAD.match(head):
@@ -247,6 +252,8 @@ def loads(data: bytes, *, name: str = "<data>") -> Profile:
         raise TypeError(f"loads() needs bytes, not {type(data).__name__}")
     data = bytes(data)
     kind = sniff(data[:SNIFF_BYTES])
+    if kind != "plop" and data.startswith(_BOM):
+        data = data[len(_BOM):]
     if kind == "plop":
         return _load_native(data, name)
     if kind == "legacy" or _LEGACY_EMPTY.match(data):

@@ -565,6 +565,15 @@ def test_sniff_negative(head):
     assert sniff(head) is None
 
 
+def test_byte_order_mark_is_ignored_in_text_formats():
+    bom = b"\xef\xbb\xbf"
+    assert sniff(bom + b"a (x.py:1);b (y.py:2) 3\n") == "collapsed"
+    assert sniff(bom + b"{(('a', 1, 'f'),): 1}") == "legacy"
+    assert loads(bom + b"a (x.py:1);b (y.py:2) 3\n").samples == {
+        ("", (Frame("x.py", "a", 0, 1), Frame("y.py", "b", 0, 2))): 3}
+    assert loads(bom + b"{(('a', 1, 'f'),): 1}").total_samples == 1
+
+
 def test_sniff_fixture_non_profiles():
     assert sniff((FIXTURES / "README.md").read_bytes()[:4096]) is None
     assert sniff((FIXTURES / "tmpl_work.py").read_bytes()[:4096]) is None
