@@ -1,6 +1,7 @@
 """Tests for plop.formats: every reader, writer, the sniffer and the hostile-input defences."""
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -128,6 +129,25 @@ def test_native_sums_repeated_stacks():
 def test_native_keeps_unknown_metadata_and_top_level_keys():
     data = native_doc(metadata={"future": {"a": 1}}, extra_section=[1, 2])
     assert loads(data).metadata == {"future": {"a": 1}}
+
+
+def test_native_known_metadata_may_be_null():
+    meta = {"start_time": None, "command": None, "pid": None}
+    assert loads(dumps(Profile({}, meta))).metadata == meta
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_gc_state_is_restored(enabled):
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        data = dumps(rich_profile())
+        loads(data)
+        with pytest.raises(ProfileFormatError):
+            loads(data[:-30])
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()
 
 
 def test_native_newer_major_version_rejected():
