@@ -483,7 +483,7 @@ def _find_bad_stack(rows: list[Any], nthreads: int, nframes: int, has_cpu: bool,
             if type(x) is not int or not 0 <= x < nframes:
                 raise ProfileFormatError(f"{where}: frame index {x!r:.40} out of range ({nframes} frames)", name)
         prev_len = k + len(idx)
-    raise AssertionError("_find_bad_stack found nothing wrong")  # pragma: no cover
+    raise ProfileFormatError("malformed 'stacks'", name)  # pragma: no cover (checks agree)
 
 
 # ----- legacy
