@@ -132,6 +132,12 @@ def run_workload(workload: str, iterations: int, meter: Meter) -> int:
         for t in threads:
             t.start()
         at_depth(30, iterations // 4, meter, 0, depths)
+        # Done with its share, the main thread keeps slicing (and running
+        # signal handlers) until the others are done too.
+        while any(t.is_alive() for t in threads):
+            time.sleep(0.002)
+            if time.perf_counter() >= meter.next:
+                meter.mark()
         for t in threads:
             t.join()
     else:
@@ -235,7 +241,7 @@ def main() -> None:
         states = ["on", "floor", "off"]
     # at least ~5 samples per sampled slice; with threads, the main thread
     # only runs (and marks, and samples) when it holds the GIL
-    slice_s = max(0.1 if threads > 1 else 0.01, 5 * interval)
+    slice_s = max(0.05 if threads > 1 else 0.01, 5 * interval)
     meter = Meter(threads, lambda: (samples(), floor_calls[0]), slice_s, states,
                   None if config == "baseline" else switch)
     samples0 = samples()

@@ -354,8 +354,13 @@ def timing_table(results: dict, profilers: list[str], rounds: int, high: float) 
         return [group_stats(run)[key] for run in ok(results[(w, p, rate)])]
 
     def estimate(rounds_values):
+        """Weighted median and its noise; nothing from fewer than 8 groups."""
         pooled = [v for rnd in rounds_values for v in rnd]
-        return weighted_median(pooled), half_iqr(bootstrap(rounds_values, weighted_median))
+        if len(pooled) < 8:
+            return None, None
+        with_data = [rnd for rnd in rounds_values if rnd]
+        noise = half_iqr(bootstrap(with_data, weighted_median)) if len(with_data) >= 2 else None
+        return weighted_median(pooled), noise
 
     header = ["workload", "profiler", "samples/s", "cost/sample", "above floor", "in handler", "above floor vs 0.4.0", "slowdown @100 Hz", "slowdown @1000 Hz",
               "overhead @100 Hz"]
@@ -579,8 +584,10 @@ def verdict(t_summary: dict, i_summary: dict | None, profilers: list[str]) -> st
         c = t_summary[(w, "c")]
         if c["cost"] is None:
             continue
-        noise = c["cost_noise"] or 0.0
-        if c["cost"] + noise < limit:
+        noise = c["cost_noise"]
+        if noise is None:
+            status = "inconclusive"
+        elif c["cost"] + noise < limit:
             status = "PASS"
         elif c["cost"] - noise > limit:
             status = "FAIL"
@@ -593,7 +600,8 @@ def verdict(t_summary: dict, i_summary: dict | None, profilers: list[str]) -> st
             floor_text = f", no-op floor alone {floor['cost'] * 1e4:.2f} %"
             if floor.get("cost_noise"):
                 floor_text += f" ±{floor['cost_noise'] * 1e4:.2f}"
-        listed.append(f"{w} {c['cost'] * 1e4:.2f} % ±{noise * 1e4:.2f} {status}{floor_text}")
+        noise_text = f" ±{noise * 1e4:.2f}" if noise is not None else ""
+        listed.append(f"{w} {c['cost'] * 1e4:.2f} %{noise_text} {status}{floor_text}")
     if verdicts:
         overall = ("FAIL" if "FAIL" in verdicts else
                    "PASS" if all(v == "PASS" for v in verdicts) else "PASS where measurable")
