@@ -56,9 +56,11 @@ atomically with respect to the handler.
 """
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
+import weakref
 from types import CodeType
 from typing import Any, Callable
 
@@ -91,6 +93,7 @@ class Sampler:
         self._countdown_cb: Callable[[], Any] | None = None
         # thread ident -> [cpu clock, wall clock, credit] at its previous sample
         self._last_cpu: dict[int, list[float]] = {}
+        _instances.add(self)
         self._busy = False
 
     @property
@@ -204,6 +207,23 @@ class Sampler:
             frames = tuple(zip(codes, key[2::2]))[::-1]
             result.append((key[0], frames, wall, cpu))
         return result
+
+
+#: Live samplers, so a forked child can forget its parent's CPU clock readings.
+_instances: "weakref.WeakSet[Sampler]" = weakref.WeakSet()
+
+
+def _forget_cpu_readings() -> None:
+    """After fork: the child's threads have CPU clocks of their own, starting afresh.
+
+    Keeping the parent's last readings would charge the child's first samples
+    with (child clock - parent clock): a large negative credit.
+    """
+    for sampler in list(_instances):
+        sampler._last_cpu.clear()
+
+
+os.register_at_fork(after_in_child=_forget_cpu_readings)
 
 
 def _codes(f: Any) -> tuple[CodeType, ...]:

@@ -505,10 +505,7 @@ def spin(seconds: float) -> None:
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 @pytest.mark.parametrize("Sampler", [
-    pytest.param(PySampler, id="pure", marks=pytest.mark.xfail(
-        strict=True,
-        reason="known bug in _pysampler: _last_cpu survives fork(), so the child's first "
-               "credit is (child CPU clock - parent's reading) / elapsed, hugely negative")),
+    pytest.param(PySampler, id="pure"),
     pytest.param(CSampler, id="c", marks=needs_c),
 ])
 def test_track_cpu_after_fork(Sampler):
