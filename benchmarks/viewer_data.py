@@ -6,6 +6,9 @@ Builds a synthetic profile of 100,000 distinct stacks over 5,000 functions
 * building the call graph (:meth:`plop.callgraph.CallGraph.from_profile`);
 * shaping and JSON-encoding the default page's request (``max_nodes=100``)
   and the complete graph;
+* the same with the pure-Python counting passes, when the compiled ones
+  (``plop._speedups``) are built: what a plop installed without a compiler
+  does;
 * ``/data`` over HTTP from a running viewer: the first request (loading the
   file and building the graph) and later ones (served from its cache);
 * listing a data directory of 5,000 files, cold and cached;
@@ -32,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import plop.callgraph  # noqa: E402
 from plop import formats  # noqa: E402
 from plop.callgraph import CallGraph  # noqa: E402
 from plop.profile import Frame, Profile  # noqa: E402
@@ -170,6 +174,9 @@ def main() -> None:
     calibration = median_time(lambda: sum(range(10**7)), 3)
     print("machine: sum(range(10**7)) takes %.0f ms (about 100 ms on a typical 2020s laptop)" % (
         calibration * 1000))
+    compiled = plop.callgraph._speedups
+    print("call graph passes: %s" % ("compiled (plop._speedups)" if compiled else
+                                     "pure Python (plop._speedups not built, or PLOP_PURE_PYTHON set)"))
     graph = CallGraph.from_profile(profile)
     build = median_time(lambda: CallGraph.from_profile(profile), args.runs)
     trimmed = median_time(lambda: json.dumps(graph.data(100)), args.runs)
@@ -180,6 +187,16 @@ def main() -> None:
     print("trim + encode, complete graph:      %6.0f ms  (%d nodes, %.1f MB)" % (
         full * 1000, len(graph.order), len(json.dumps(graph.data())) / 1e6))
     print("/data shaping (build+trim+encode):  %6.0f ms  (median of %d)" % (cold * 1000, args.runs))
+    if compiled is not None:
+        plop.callgraph._speedups = None
+        try:
+            graph = CallGraph.from_profile(profile)
+            build = median_time(lambda: CallGraph.from_profile(profile), args.runs)
+            trimmed = median_time(lambda: json.dumps(graph.data(100)), args.runs)
+            print("pure Python: build %.0f ms, trim + encode max_nodes=100 %.0f ms" % (
+                build * 1000, trimmed * 1000))
+        finally:
+            plop.callgraph._speedups = compiled
 
     cold_list, warm_list = time_listing(args.runs)
     print("listing 5,000 files (10 profiles): first %.0f ms, then %.0f ms" % (cold_list * 1000, warm_list * 1000))

@@ -38,14 +38,17 @@
  *
  *   (line_total, line_self, func_total, edges)
  *
- * lists indexed by lid or function id, and ``{(caller, callee): weight}``.
+ * lists indexed by lid or function id, and ``{caller * nfuncs + callee:
+ * weight}`` (ints rather than pairs: tens of thousands of tuples would set
+ * off the cyclic GC over the whole profile).
  * "Once per sample" (recursion, repeated lines, repeated calls) is kept with a
  * "last stack seen" stamp per line, per function and per edge instead of a set
  * per stack; edges live in an open-addressing table keyed by the pair.
  *
  * call_weights(lids, lengths, counts, node_of_line, keep) is the edge pass of
  * a trimmed graph: in each stack only the functions whose byte in ``keep`` is
- * non-zero are looked at, and consecutive kept functions make a call.
+ * non-zero are looked at, and consecutive kept functions make a call (keyed
+ * as above, with nfuncs = len(keep)).
  *
  * The array arguments are checked (sizes and every index), so wrong input
  * raises ValueError instead of reading out of bounds.
@@ -293,9 +296,9 @@ edge_table_slot(EdgeTable *t, int caller, int callee)
     return slot;
 }
 
-/* {(caller, callee): weight} */
+/* {caller * nfuncs + callee: weight} */
 static PyObject *
-edge_table_dict(const EdgeTable *t)
+edge_table_dict(const EdgeTable *t, long long nfuncs)
 {
     PyObject *result = PyDict_New();
     if (result == NULL) {
@@ -306,7 +309,8 @@ edge_table_dict(const EdgeTable *t)
         if (slot->key == EDGE_FREE) {
             continue;
         }
-        PyObject *key = Py_BuildValue("(ii)", (int)(slot->key >> 32), (int)(slot->key & 0xffffffffu));
+        long long caller = (long long)(slot->key >> 32), callee = (long long)(slot->key & 0xffffffffu);
+        PyObject *key = PyLong_FromLongLong(caller * nfuncs + callee);
         PyObject *weight = key ? PyLong_FromLongLong(slot->weight) : NULL;
         if (weight == NULL || PyDict_SetItem(result, key, weight) < 0) {
             Py_XDECREF(key);
@@ -617,7 +621,7 @@ count_stacks(PyObject *module, PyObject *args)
     PyObject *lt = list_of_counts(line_total, st.nlines);
     PyObject *ls = lt ? list_of_counts(line_self, st.nlines) : NULL;
     PyObject *ft = ls ? list_of_counts(func_total, nfuncs) : NULL;
-    PyObject *ed = ft ? edge_table_dict(&edges) : NULL;
+    PyObject *ed = ft ? edge_table_dict(&edges, nfuncs) : NULL;
     if (ed != NULL) {
         result = PyTuple_Pack(4, lt, ls, ft, ed);
     }
@@ -680,7 +684,7 @@ call_weights(PyObject *module, PyObject *args)
         }
         lid += depth;
     }
-    result = edge_table_dict(&edges);
+    result = edge_table_dict(&edges, keep.len);
 done:
     PyMem_Free(edges.slots);
     if (keep.obj) PyBuffer_Release(&keep);
@@ -695,10 +699,10 @@ static PyMethodDef methods[] = {
      "index_stacks(samples) -> (frames, lids, lengths, counts, total, empty)\n\n"
      "Number the distinct frames of a {(thread, stack): count} dict and flatten its stacks."},
     {"count_stacks", count_stacks, METH_VARARGS,
-     "count_stacks(lids, lengths, counts, node_of_line, nfuncs) -> (line_total, line_self, func_total, edges)\n\n"
+     "count_stacks(lids, lengths, counts, node_of_line, nfuncs) -> (line_total, line_self, func_total, calls)\n\n"
      "Per-line and per-function counts and call weights, once per sample."},
     {"call_weights", call_weights, METH_VARARGS,
-     "call_weights(lids, lengths, counts, node_of_line, keep) -> {(caller, callee): weight}\n\n"
+     "call_weights(lids, lengths, counts, node_of_line, keep) -> {caller * len(keep) + callee: weight}\n\n"
      "Calls between consecutive kept functions of each stack, once per sample."},
     {NULL, NULL, 0, NULL},
 };

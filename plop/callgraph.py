@@ -43,7 +43,7 @@ import os.path
 import re
 from array import array
 from collections import Counter, defaultdict
-from itertools import chain
+from itertools import accumulate, chain
 from operator import itemgetter
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
@@ -68,6 +68,12 @@ VIEWS = ("wall", "cpu")
 EDGE_FRACTION = 0.001
 #: ...and at most this many calls per shown function are kept, the heaviest.
 EDGES_PER_NODE = 3
+
+#: A frame's ``Frame.function`` and ``Frame.lineno``, without the property's Python call.
+_FUNCTION = itemgetter(0, 1, 2)
+_LINENO = itemgetter(3)
+#: Sort key of ``(call, weight)`` items: heaviest first, then by caller and callee (the code's order).
+_HEAVIEST: Callable[[tuple[int, int]], tuple[int, int]] = lambda item: (-item[1], item[0])
 
 #: Path components under which the next component names an installed package or stdlib module.
 _LIBRARY_DIR = re.compile(r"^(?:site-packages|dist-packages|python\d+(?:\.\d+)*)$")
@@ -156,20 +162,30 @@ class CallGraph:
     Build it once per profile view with :meth:`from_profile` (the expensive
     pass over every stack); :meth:`data` then shapes any number of trimmed
     views of it.
+
+    A graph of a large profile holds few Python objects that the cyclic GC
+    tracks (per function a tuple, but per line and per call only ints in
+    lists and dicts): creating tens of thousands of tuples or lists would set
+    off full collections over the whole loaded profile, which cost more than
+    building the graph.
     """
 
     __slots__ = (
         "functions",
         "self_counts",
         "total_counts",
-        "lines",
         "linenos",
         "groups",
-        "edges",
-        "_stacks",
         "total_samples",
         "empty_samples",
         "order",
+        "_calls",
+        "_line_numbers",
+        "_line_self",
+        "_line_total",
+        "_lines_of",
+        "_lines_start",
+        "_stacks",
     )
 
     def __init__(self) -> None:
@@ -177,21 +193,38 @@ class CallGraph:
         self.functions: list[tuple[str, str, int]] = []
         self.self_counts: list[int] = []
         self.total_counts: list[int] = []
-        #: Per node: executing line -> [self, total].
-        self.lines: list[dict[int, list[int]]] = []
         #: Per node: the function's first line (smallest executing line when unknown).
         self.linenos: list[int] = []
         self.groups: list[str] = []
-        #: (caller id, callee id) -> samples containing that call.
-        self.edges: dict[tuple[int, int], int] = {}
-        #: The stacks, kept for the calls of trimmed graphs (`_PyStacks` or `_CompiledStacks`).
-        self._stacks: _PyStacks | _CompiledStacks = _PyStacks({})
         #: Samples with at least one frame (the sum of all ``self`` counts).
         self.total_samples = 0
         #: Samples whose stack was empty (py-spy's samples with no Python frame).
         self.empty_samples = 0
         #: Node ids, heaviest first (by total, then self, then name).
         self.order: list[int] = []
+        #: ``caller id * node count + callee id`` -> samples containing that call.
+        self._calls: dict[int, int] = {}
+        # Per line id (a distinct frame): its executing line, self and total samples.
+        self._line_numbers: list[int] = []
+        self._line_self: list[int] = []
+        self._line_total: list[int] = []
+        #: Line ids by node: node i's are ``_lines_of[_lines_start[i]:_lines_start[i + 1]]``.
+        self._lines_of: list[int] = []
+        self._lines_start: list[int] = [0]
+        #: The stacks, kept for the calls of trimmed graphs.
+        self._stacks: _PyStacks | _CompiledStacks = _PyStacks({})
+
+    @property
+    def edges(self) -> dict[tuple[int, int], int]:
+        """``(caller id, callee id)`` -> samples containing that call."""
+        count = len(self.functions)
+        return {divmod(code, count): w for code, w in self._calls.items()}
+
+    def lines(self, node: int) -> list[tuple[int, int, int]]:
+        """``(executing line, self, total)`` of each line of ``node``, by line."""
+        numbers, own, total = self._line_numbers, self._line_self, self._line_total
+        lids = self._lines_of[self._lines_start[node] : self._lines_start[node + 1]]
+        return sorted((numbers[lid], own[lid], total[lid]) for lid in lids)
 
     @classmethod
     def from_profile(cls, profile: Profile) -> "CallGraph":
@@ -207,28 +240,33 @@ class CallGraph:
         graph.empty_samples = stacks.empty
         # Node ids in first-seen order of the functions, as the frames (line ids) are.
         frames = stacks.frames
-        fid_of: dict[tuple[str, str, int], int] = {}
-        node_of_line = [fid_of.setdefault(frame.function, len(fid_of)) for frame in frames]
-        count = len(fid_of)
-        graph.functions = list(fid_of)
-        line_total, line_self, graph.total_counts, graph.edges = stacks.count(node_of_line, count)
+        graph.functions = functions = list(dict.fromkeys(map(_FUNCTION, frames)))
+        count = len(functions)
+        node_of_line = list(map(dict(zip(functions, range(count))).__getitem__, map(_FUNCTION, frames)))
+        line_total, line_self, graph.total_counts, graph._calls = stacks.count(node_of_line, count)
+        graph._line_self, graph._line_total = line_self, line_total
+        graph._line_numbers = numbers = list(map(_LINENO, frames))
+        # Frames of one function differ in their line: firstlineno is part of the function.
+        graph._lines_of = lines_of = sorted(range(len(frames)), key=node_of_line.__getitem__)
+        per_node = [0] * count
+        for fid in node_of_line:
+            per_node[fid] += 1
+        graph._lines_start = starts = [0, *accumulate(per_node)]
         graph.self_counts = self_counts = [0] * count
-        graph.lines = lines = [{} for _ in range(count)]
-        for frame, fid, own, total in zip(frames, node_of_line, line_self, line_total):
+        for fid, own in zip(node_of_line, line_self):
             self_counts[fid] += own
-            # Frames of one function differ in their line: firstlineno is part of the function.
-            lines[fid][frame.lineno] = [own, total]
         graph.linenos = [
-            firstlineno or min((line for line in by_line if line), default=0)
-            for (_f, _n, firstlineno), by_line in zip(graph.functions, lines)
+            firstlineno
+            or min(filter(None, map(numbers.__getitem__, lines_of[starts[i] : starts[i + 1]])), default=0)
+            for i, (_f, _n, firstlineno) in enumerate(functions)
         ]
-        root = app_root(sorted({f for f, _n, _l in graph.functions}))
+        root = app_root(sorted({f for f, _n, _l in functions}))
         group_cache: dict[str, str] = {}
-        for filename, _name, _line in graph.functions:
+        for filename, _name, _line in functions:
             if filename not in group_cache:
                 group_cache[filename] = group_of(filename, root)
             graph.groups.append(group_cache[filename])
-        functions, self_counts, total_counts = graph.functions, graph.self_counts, graph.total_counts
+        total_counts = graph.total_counts
         graph.order = sorted(
             range(count),
             key=lambda i: (-total_counts[i], -self_counts[i], functions[i][1], functions[i][0], functions[i][2]),
@@ -258,9 +296,10 @@ class CallGraph:
             hidden_edges = len(edge_items) - len(kept)
             edge_items = kept
         else:
-            edge_items = sorted(
-                ((a, b, w, False) for (a, b), w in self.edges.items()), key=lambda e: (-e[2], e[0], e[1])
-            )
+            count = len(self.functions)
+            edge_items = [
+                (code // count, code % count, w, False) for code, w in sorted(self._calls.items(), key=_HEAVIEST)
+            ]
         hidden = self.order[len(shown) :]
         nodes = []
         for i in shown:
@@ -274,10 +313,7 @@ class CallGraph:
                     "self": self.self_counts[i],
                     "total": self.total_counts[i],
                     "group": self.groups[i],
-                    "lines": [
-                        {"lineno": line, "self": s, "total": t}
-                        for line, (s, t) in sorted(self.lines[i].items())
-                    ],
+                    "lines": [{"lineno": line, "self": s, "total": t} for line, s, t in self.lines(i)],
                 }
             )
         return {
@@ -319,10 +355,12 @@ class CallGraph:
         keep = bytearray(len(self.order))
         for i in shown:
             keep[i] = 1
-        weights = self._stacks.call_weights(keep)
-        edges = [(a, b, w, w > self.edges.get((a, b), 0)) for (a, b), w in weights.items()]
-        edges.sort(key=lambda e: (-e[2], e[0], e[1]))
-        return edges
+        count = len(self.functions)
+        direct = self._calls.get
+        return [
+            (code // count, code % count, w, w > direct(code, 0))
+            for code, w in sorted(self._stacks.call_weights(keep).items(), key=_HEAVIEST)
+        ]
 
 
 def _index_stacks(samples: dict) -> "_PyStacks | _CompiledStacks":
@@ -374,7 +412,11 @@ class _PyStacks:
     def count(
         self, node_of_line: list[int], functions: int
     ) -> tuple[list[int], list[int], list[int], dict[tuple[int, int], int]]:
-        """``(line_total, line_self, func_total, edges)``: each line, function and call once per sample."""
+        """``(line_total, line_self, func_total, calls)``: each line, function and call once per sample.
+
+        The first three are lists by line id or node id; ``calls`` maps
+        ``caller * functions + callee`` to its samples.
+        """
         to_node = node_of_line.__getitem__
         stacks = self._by_nodes = {}
         for lids, n in self._by_lines.items():
@@ -384,7 +426,7 @@ class _PyStacks:
         func_total = [0] * functions
         for fid, n in _weighted_count(node_groups, _distinct_items).items():
             func_total[fid] = n
-        edges = _weighted_count(node_groups, _distinct_calls)
+        calls = {a * functions + b: w for (a, b), w in _weighted_count(node_groups, _distinct_calls).items()}
         line_groups = _by_count(self._by_lines)
         line_total = [0] * len(self.frames)
         for lid, n in _weighted_count(line_groups, _distinct_items).items():
@@ -392,17 +434,21 @@ class _PyStacks:
         line_self = [0] * len(self.frames)
         for lid, n in _weighted_count(line_groups, _innermost).items():
             line_self[lid] = n
-        return line_total, line_self, func_total, edges
+        return line_total, line_self, func_total, calls
 
     def call_weights(self, keep: bytearray) -> dict[tuple[int, int], int]:
-        """Calls between consecutive functions of a stack marked in ``keep``, once per sample."""
+        """Calls between consecutive functions of a stack marked in ``keep``, once per sample.
+
+        Keyed like ``calls`` of :meth:`count`, with ``len(keep)`` functions.
+        """
         is_kept = keep.__getitem__
         reduced: dict[tuple[int, ...], int] = {}
         for fids, n in self._by_nodes.items():
             kept = tuple(filter(is_kept, fids))
             if len(kept) > 1:
                 reduced[kept] = reduced.get(kept, 0) + n
-        return _weighted_count(_by_count(reduced), _distinct_calls)
+        count = len(keep)
+        return {a * count + b: w for (a, b), w in _weighted_count(_by_count(reduced), _distinct_calls).items()}
 
 
 class _CompiledStacks:

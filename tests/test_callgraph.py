@@ -1,16 +1,43 @@
 """The call-graph shaping behind the viewer's /data, tested without a server."""
 from __future__ import annotations
 
+import importlib
 import json
+import os
+import random
+import subprocess
+import sys
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
+import plop.callgraph
 from plop import formats
 from plop.callgraph import CallGraph, app_root, group_of, select
 from plop.profile import Frame, Profile
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT.parent / "shared" / "fixtures"
+
+
+def _counting_paths() -> list:
+    params = [pytest.param(None, id="pure")]
+    try:
+        compiled = importlib.import_module("plop._speedups")
+    except ImportError as exc:
+        params.append(pytest.param(None, id="compiled", marks=pytest.mark.skip(
+            reason="plop._speedups was not built: %s" % exc)))
+    else:
+        params.append(pytest.param(compiled, id="compiled"))
+    return params
+
+
+@pytest.fixture(autouse=True, params=_counting_paths())
+def speedups(request, monkeypatch):
+    """Every test in turn with the pure-Python passes and with plop._speedups (None for pure)."""
+    monkeypatch.setattr(plop.callgraph, "_speedups", request.param)
+    return request.param
 
 A = Frame("app/a.py", "a", 10, 12)
 A2 = Frame("app/a.py", "a", 10, 15)  # same function, another line
@@ -283,3 +310,190 @@ def test_trimmed_graph_drops_light_calls_but_keeps_each_main_caller():
     for i in range(10):
         assert "hub%d" % i in callers["leaf%d" % i]  # the heavy call survives
         assert callers["hub%d" % i] == ["root"]
+
+
+# --- The fast paths against the obvious computation -------------------------------------------
+
+
+def reference_data(profile: Profile, max_nodes: int | None = None) -> dict:
+    """``/data`` computed the obvious way, one sample at a time, with a set per sample.
+
+    Follows docs/viewer.md and shares nothing with plop.callgraph but
+    `group_of` and `app_root`.
+    """
+    ids: dict[tuple, int] = {}  # function -> node id, in first-seen order
+    self_counts: dict[int, int] = defaultdict(int)
+    totals: dict[int, int] = defaultdict(int)
+    line_self: dict[tuple[int, int], int] = defaultdict(int)
+    line_totals: dict[tuple[int, int], int] = defaultdict(int)
+    calls: dict[tuple[int, int], int] = defaultdict(int)
+    stacks = []
+    total = empty = 0
+    for (_thread, stack), n in profile.samples.items():
+        if not stack:
+            empty += max(n, 0)
+            continue
+        if n <= 0:
+            continue
+        total += n
+        fids = [ids.setdefault(frame.function, len(ids)) for frame in stack]
+        stacks.append((fids, n))
+        self_counts[fids[-1]] += n
+        line_self[fids[-1], stack[-1].lineno] += n
+        for fid in set(fids):
+            totals[fid] += n
+        for fid, frame in {(fid, frame.lineno) for fid, frame in zip(fids, stack)}:
+            line_totals[fid, frame] += n
+        for call in set(zip(fids, fids[1:])):
+            calls[call] += n
+    functions = list(ids)
+    order = sorted(range(len(functions)), key=lambda i: (
+        -totals[i], -self_counts[i], functions[i][1], functions[i][0], functions[i][2]))
+    shown = order if max_nodes is None else order[:max_nodes]
+    hidden = order[len(shown):]
+
+    if hidden:
+        keep = set(shown)
+        bridged: dict[tuple[int, int], int] = defaultdict(int)
+        for fids, n in stacks:
+            kept = [fid for fid in fids if fid in keep]
+            for call in set(zip(kept, kept[1:])):
+                bridged[call] += n
+        edges = sorted(((a, b, w, w > calls.get((a, b), 0)) for (a, b), w in bridged.items()),
+                       key=lambda e: (-e[2], e[0], e[1]))
+        main_caller = {}
+        for edge in edges:
+            if edge[0] != edge[1] and edge[1] not in main_caller:
+                main_caller[edge[1]] = edge
+        kept_edges = []
+        for edge in edges:
+            heavy = edge[2] >= 0.001 * total and len(kept_edges) < 3 * len(shown)
+            if heavy or main_caller.get(edge[1]) is edge:
+                kept_edges.append(edge)
+        hidden_edges = len(edges) - len(kept_edges)
+        edges = kept_edges
+    else:
+        edges = sorted(((a, b, w, False) for (a, b), w in calls.items()), key=lambda e: (-e[2], e[0], e[1]))
+        hidden_edges = 0
+
+    root = app_root(sorted({f for f, _n, _l in functions}))
+    nodes = []
+    for i in shown:
+        filename, funcname, firstlineno = functions[i]
+        lines = sorted(line for (fid, line) in line_totals if fid == i)
+        nodes.append({
+            "id": i,
+            "funcname": funcname,
+            "filename": filename,
+            "lineno": firstlineno or min([line for line in lines if line] or [0]),
+            "self": self_counts[i],
+            "total": totals[i],
+            "group": group_of(filename, root),
+            "lines": [{"lineno": line, "self": line_self[i, line], "total": line_totals[i, line]}
+                      for line in lines],
+        })
+    return {
+        "total_samples": total,
+        "samples_without_frames": empty,
+        "node_count": len(order),
+        "hidden_nodes": len(hidden),
+        "hidden_samples": sum(self_counts[i] for i in hidden),
+        "hidden_edges": hidden_edges,
+        "nodes": nodes,
+        "edges": [{"source": a, "target": b, "weight": w, "inferred": inferred} for a, b, w, inferred in edges],
+    }
+
+
+def random_profile(seed: int, stacks: int = 300, functions: int = 25, interned: bool = True) -> Profile:
+    """Random stacks over a few functions, with recursion, call cycles, several lines per
+    function, threads, empty stacks and zero counts. ``interned=False`` builds every frame
+    as a new object (equal frames that are not the same object)."""
+    rng = random.Random(seed)
+    funcs = [("/srv/app/pkg%d/m%d.py" % (i % 3, i % 5) if i % 4 else "lib/x%d.py" % (i % 2),
+              "f%d" % (i % 11), 0 if i % 7 == 0 else 10 * i + 1) for i in range(functions)]
+    cache: dict[Frame, Frame] = {}
+
+    def frame(fid: int) -> Frame:
+        filename, name, first = funcs[fid]
+        made = Frame(filename, name, first, (first or 100) + rng.choice([0, 1, 2, 5]))
+        return cache.setdefault(made, made) if interned else made
+
+    samples: dict = {}
+    for _ in range(stacks):
+        fids = [rng.randrange(functions)]
+        for _ in range(rng.randrange(12)):
+            r = rng.random()
+            if r < 0.15:
+                fids.append(fids[-1])  # direct recursion
+            elif r < 0.3 and len(fids) > 2:
+                fids.extend(fids[-3:-1])  # a cycle through earlier callers
+            else:
+                fids.append(rng.randrange(functions))
+        stack = tuple(frame(fid) for fid in fids) if rng.random() > 0.03 else ()
+        key = (rng.choice(["MainThread", "worker", ""]), stack)
+        samples[key] = samples.get(key, 0) + rng.choice([0, 1, 1, 2, 3, 7, 40])
+    return Profile(samples)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_matches_reference_on_random_profiles(seed, speedups):
+    profile = random_profile(seed, interned=seed % 3 != 2)
+    graph = CallGraph.from_profile(profile)
+    expected_kind = "_PyStacks" if speedups is None else "_CompiledStacks"
+    assert type(graph._stacks).__name__ == expected_kind
+    node_count = len(graph.order)
+    for max_nodes in (None, 1, 2, 3, 5, 8, node_count - 1, node_count, node_count + 5):
+        if max_nodes is not None and max_nodes < 1:
+            continue
+        assert graph.data(max_nodes) == reference_data(profile, max_nodes), max_nodes
+
+
+def test_matches_reference_with_light_calls_trimmed():
+    """Enough samples that the edge fraction and the per-node limit both drop calls."""
+    profile = random_profile(99, stacks=3000, functions=120)
+    graph = CallGraph.from_profile(profile)
+    for max_nodes in (10, 40, 100):
+        data = graph.data(max_nodes)
+        assert data["hidden_edges"] > 0
+        assert data == reference_data(profile, max_nodes)
+
+
+def test_unusual_counts_and_stacks_fall_back_to_python(speedups):
+    """Counts beyond 64 bits, or that are not ints, take the pure path with the same answer."""
+    a, b = Frame("a.py", "a", 1, 2), Frame("b.py", "b", 5, 6)
+    huge = Profile({("", (a, b)): 2**70, ("", (a,)): 3, ("", ()): 2**65})
+    graph = CallGraph.from_profile(huge)
+    assert type(graph._stacks).__name__ == "_PyStacks"
+    assert graph.data() == reference_data(huge)
+    floats = Profile({("", (a, b, b)): 2.5, ("", (a,)): 3.0})
+    graph = CallGraph.from_profile(floats)
+    assert type(graph._stacks).__name__ == "_PyStacks"
+    assert graph.data(1) == reference_data(floats, 1)
+    assert graph.data() == reference_data(floats)
+
+
+def test_compiled_passes_check_their_arrays(speedups):
+    if speedups is None:
+        pytest.skip("compiled passes only")
+    from array import array
+
+    ints = lambda *v: array("i", v).tobytes()  # noqa: E731
+    counts = array("q", [1]).tobytes()
+    assert speedups.count_stacks(ints(0, 1), ints(2), counts, ints(0, 1), 2)[3] == {0 * 2 + 1: 1}
+    with pytest.raises(ValueError):
+        speedups.count_stacks(ints(0, 2), ints(2), counts, ints(0, 1), 2)  # line id out of range
+    with pytest.raises(ValueError):
+        speedups.count_stacks(ints(0, 1), ints(2), counts, ints(0, 2), 2)  # function id out of range
+    with pytest.raises(ValueError):
+        speedups.count_stacks(ints(0, 1), ints(3), counts, ints(0, 1), 2)  # lengths past the frames
+    with pytest.raises(ValueError):
+        speedups.call_weights(ints(0, 1), ints(2), counts, ints(0, 1), b"\x01")  # keep too short
+    with pytest.raises(TypeError):
+        speedups.index_stacks([])
+
+
+def test_pure_python_forced_by_environment():
+    env = dict(os.environ, PLOP_PURE_PYTHON="1")
+    out = subprocess.run([sys.executable, "-c", "import plop.callgraph as c; print(c._speedups)"],
+                         env=env, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "None"
