@@ -421,15 +421,17 @@ def _parse_native(data: bytes, name: str) -> Profile:
     # Stacks share the Frame objects of the frames table, and the leading
     # frames of the previous stack: building one is a slice and one C-level
     # itemgetter call.
-    # Each key goes into the dict as soon as it is built, while its frames
+    # Each key goes into the dicts as soon as it is built, while its frames
     # are still in the CPU cache for hashing.
     getf = frames.__getitem__
     keys: list[StackKey] = []
     append = keys.append
     samples: dict[StackKey, int] = {}
+    cpu: dict[StackKey, int] | None = {} if has_cpu else None
+    on_cpu = cpu if cpu is not None else {}  # stays empty without a cpu table (cs all None)
     prev: tuple[Frame, ...] = ()
     try:
-        for t, k, idx, n in zip(ts, ks, idxs, ns):
+        for t, k, idx, n, c in zip(ts, ks, idxs, ns, cs):
             stack = itemgetter(*idx)(frames) if len(idx) > 1 else tuple(map(getf, idx))
             if k:
                 if k > len(prev):
@@ -437,21 +439,23 @@ def _parse_native(data: bytes, name: str) -> Profile:
                 stack = prev[:k] + stack
             key = (threads[t], stack)
             samples[key] = n
+            if c is not None:
+                on_cpu[key] = c
             append(key)
             prev = stack
     except (IndexError, TypeError):
         bad()
-    if len(samples) != len(keys) or 0 in ns:  # repeated stacks add up; skip cpu-only rows
+    if len(samples) != len(keys) or 0 in ns or len(on_cpu) != len(cs) - cs.count(None):
+        # Rare: repeated stacks (they add up) or cpu-only rows (count 0).
         samples = {}
         for key, n in zip(keys, ns):
             if n:
                 samples[key] = samples.get(key, 0) + n
-    cpu: dict[StackKey, int] | None = None
-    if has_cpu:
-        cpu = {}
-        for key, c in zip(keys, cs):
-            if c is not None:
-                cpu[key] = cpu.get(key, 0) + c
+        if cpu is not None:
+            cpu.clear()
+            for key, c in zip(keys, cs):
+                if c is not None:
+                    cpu[key] = cpu.get(key, 0) + c
     return Profile(samples, metadata, cpu)
 
 

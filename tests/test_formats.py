@@ -124,6 +124,11 @@ def test_native_is_deterministic_and_shares_prefixes():
 def test_native_sums_repeated_stacks():
     data = native_doc(stacks=[[0, 5, None, 0, [0]], [0, 2, None, 0, [0]]])
     assert loads(data).samples == {("T", (Frame("a.py", "f", 1, 2),)): 7}
+    data = native_doc(cpu=True, stacks=[[0, 5, 1, 0, [0]], [0, 2, 2, 0, [0]], [0, 0, 4, 0, [1]], [0, 1, None, 0, [1]]])
+    profile = loads(data)
+    a, b = Frame("a.py", "f", 1, 2), Frame("b.py", "g", 3, 4)
+    assert profile.samples == {("T", (a,)): 7, ("T", (b,)): 1}
+    assert profile.cpu_samples == {("T", (a,)): 3, ("T", (b,)): 4}
 
 
 def test_native_keeps_unknown_metadata_and_top_level_keys():
