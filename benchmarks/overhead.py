@@ -604,7 +604,8 @@ def verdict(t_summary: dict, i_summary: dict | None, profilers: list[str]) -> st
         listed.append(f"{w} {c['cost'] * 1e4:.2f} %{noise_text} {status}{floor_text}")
     if verdicts:
         overall = ("FAIL" if "FAIL" in verdicts else
-                   "PASS" if all(v == "PASS" for v in verdicts) else "PASS where measurable")
+                   "PASS" if all(v == "PASS" for v in verdicts) else
+                   "PASS where measurable" if "PASS" in verdicts else "INCONCLUSIVE")
         parts.append(f"{overall}: the C sampler's implied overhead at 100 Hz (target < 0.5 %): "
                      + "; ".join(listed))
     return "**Verdict:** " + "; ".join(parts) + "."
