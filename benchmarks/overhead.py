@@ -608,6 +608,8 @@ def verdict(t_summary: dict, i_summary: dict | None, profilers: list[str]) -> st
                    "PASS where measurable" if "PASS" in verdicts else "INCONCLUSIVE")
         parts.append(f"{overall}: the C sampler's implied overhead at 100 Hz (target < 0.5 %): "
                      + "; ".join(listed))
+    if not parts:
+        return "**Verdict:** nothing measurable (too few samples; runs too short?)."
     return "**Verdict:** " + "; ".join(parts) + "."
 
 
