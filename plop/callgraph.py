@@ -43,8 +43,8 @@ import os.path
 import re
 from array import array
 from collections import Counter, defaultdict
-from itertools import accumulate, chain
-from operator import itemgetter
+from itertools import accumulate, chain, repeat
+from operator import add, itemgetter
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from plop.profile import Frame, Profile
@@ -208,7 +208,7 @@ class CallGraph:
         self._line_numbers: list[int] = []
         self._line_self: list[int] = []
         self._line_total: list[int] = []
-        #: Line ids by node: node i's are ``_lines_of[_lines_start[i]:_lines_start[i + 1]]``.
+        #: Line ids by node, then line: node i's are ``_lines_of[_lines_start[i]:_lines_start[i + 1]]``.
         self._lines_of: list[int] = []
         self._lines_start: list[int] = [0]
         #: The stacks, kept for the calls of trimmed graphs.
@@ -219,12 +219,6 @@ class CallGraph:
         """``(caller id, callee id)`` -> samples containing that call."""
         count = len(self.functions)
         return {divmod(code, count): w for code, w in self._calls.items()}
-
-    def lines(self, node: int) -> list[tuple[int, int, int]]:
-        """``(executing line, self, total)`` of each line of ``node``, by line."""
-        numbers, own, total = self._line_numbers, self._line_self, self._line_total
-        lids = self._lines_of[self._lines_start[node] : self._lines_start[node + 1]]
-        return sorted((numbers[lid], own[lid], total[lid]) for lid in lids)
 
     @classmethod
     def from_profile(cls, profile: Profile) -> "CallGraph":
@@ -247,7 +241,9 @@ class CallGraph:
         graph._line_self, graph._line_total = line_self, line_total
         graph._line_numbers = numbers = list(map(_LINENO, frames))
         # Frames of one function differ in their line: firstlineno is part of the function.
-        graph._lines_of = lines_of = sorted(range(len(frames)), key=node_of_line.__getitem__)
+        # (Two stable sorts by int keys: sorting by (node, line) tuples would allocate one per line.)
+        by_number = sorted(range(len(frames)), key=numbers.__getitem__)
+        graph._lines_of = lines_of = sorted(by_number, key=node_of_line.__getitem__)
         per_node = [0] * count
         for fid in node_of_line:
             per_node[fid] += 1
@@ -301,6 +297,8 @@ class CallGraph:
                 (code // count, code % count, w, False) for code, w in sorted(self._calls.items(), key=_HEAVIEST)
             ]
         hidden = self.order[len(shown) :]
+        numbers, line_self, line_total = self._line_numbers, self._line_self, self._line_total
+        lines_of, starts = self._lines_of, self._lines_start
         nodes = []
         for i in shown:
             filename, funcname, _firstlineno = self.functions[i]
@@ -313,7 +311,10 @@ class CallGraph:
                     "self": self.self_counts[i],
                     "total": self.total_counts[i],
                     "group": self.groups[i],
-                    "lines": [{"lineno": line, "self": s, "total": t} for line, s, t in self.lines(i)],
+                    "lines": [
+                        {"lineno": numbers[lid], "self": line_self[lid], "total": line_total[lid]}
+                        for lid in lines_of[starts[i] : starts[i + 1]]
+                    ],
                 }
             )
         return {
@@ -426,7 +427,7 @@ class _PyStacks:
         func_total = [0] * functions
         for fid, n in _weighted_count(node_groups, _distinct_items).items():
             func_total[fid] = n
-        calls = {a * functions + b: w for (a, b), w in _weighted_count(node_groups, _distinct_calls).items()}
+        calls = _weighted_count(node_groups, _distinct_calls(functions))
         line_groups = _by_count(self._by_lines)
         line_total = [0] * len(self.frames)
         for lid, n in _weighted_count(line_groups, _distinct_items).items():
@@ -447,8 +448,7 @@ class _PyStacks:
             kept = tuple(filter(is_kept, fids))
             if len(kept) > 1:
                 reduced[kept] = reduced.get(kept, 0) + n
-        count = len(keep)
-        return {a * count + b: w for (a, b), w in _weighted_count(_by_count(reduced), _distinct_calls).items()}
+        return _weighted_count(_by_count(reduced), _distinct_calls(len(keep)))
 
 
 class _CompiledStacks:
@@ -508,9 +508,15 @@ def _innermost(stacks: list[tuple[_K, ...]]) -> Iterator[_K]:
     return map(itemgetter(-1), stacks)
 
 
-def _distinct_calls(stacks: list[tuple[_K, ...]]) -> Iterator[tuple[_K, _K]]:
-    """Each stack's distinct ``(caller, callee)`` pairs."""
-    return chain.from_iterable(map(set, map(zip, stacks, map(_TAIL, stacks))))
+def _distinct_calls(functions: int) -> Callable[[list[tuple[int, ...]]], Iterator[int]]:
+    """Each stack's distinct calls as ``caller * functions + callee`` (ints hash faster than pairs)."""
+    scaled = [fid * functions for fid in range(functions)].__getitem__
+
+    def calls(stacks: list[tuple[int, ...]]) -> Iterator[int]:
+        callers = map(map, repeat(scaled), stacks)
+        return chain.from_iterable(map(set, map(map, repeat(add), callers, map(_TAIL, stacks))))
+
+    return calls
 
 
 _TAIL = itemgetter(slice(1, None))
