@@ -430,7 +430,11 @@ index_stacks(PyObject *module, PyObject *samples)
                         goto done;
                     }
                 }
-                if (ptr_table_put(&table, frame, lid) < 0) {
+                /* Remember this object, unless the profile does not share frame
+                 * objects at all: then every frame is another object, and a table
+                 * of millions of pointers would cost more than it saves. */
+                if (table.used < (size_t)PyList_GET_SIZE(frames) * 4 + 65536
+                    && ptr_table_put(&table, frame, lid) < 0) {
                     goto done;
                 }
             }
