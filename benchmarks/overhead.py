@@ -82,7 +82,7 @@ LABELS = {
 }
 SLOW_RATES = [100.0, 1000.0]
 VALGRIND_RATE = 25.0  # Hz of real time; callgrind runs code ~100x slower
-VALGRIND_ITERATIONS = 15_000
+VALGRIND_ITERATIONS = 10_000
 
 
 # --------------------------------------------------------------------------
