@@ -412,7 +412,7 @@ class _PyStacks:
 
     def count(
         self, node_of_line: list[int], functions: int
-    ) -> tuple[list[int], list[int], list[int], dict[tuple[int, int], int]]:
+    ) -> tuple[list[int], list[int], list[int], dict[int, int]]:
         """``(line_total, line_self, func_total, calls)``: each line, function and call once per sample.
 
         The first three are lists by line id or node id; ``calls`` maps
@@ -437,7 +437,7 @@ class _PyStacks:
             line_self[lid] = n
         return line_total, line_self, func_total, calls
 
-    def call_weights(self, keep: bytearray) -> dict[tuple[int, int], int]:
+    def call_weights(self, keep: bytearray) -> dict[int, int]:
         """Calls between consecutive functions of a stack marked in ``keep``, once per sample.
 
         Keyed like ``calls`` of :meth:`count`, with ``len(keep)`` functions.
@@ -454,22 +454,23 @@ class _PyStacks:
 class _CompiledStacks:
     """`_PyStacks` by ``plop._speedups``: the stacks as flat arrays of line ids."""
 
-    __slots__ = ("frames", "total", "empty", "_arrays", "_nodes")
+    __slots__ = ("frames", "total", "empty", "_module", "_arrays", "_nodes")
 
     def __init__(self, samples: dict) -> None:
         assert _speedups is not None
+        self._module = _speedups
         self.frames, lids, lengths, counts, self.total, self.empty = _speedups.index_stacks(samples)
         self._arrays = (lids, lengths, counts)
         self._nodes = b""
 
     def count(
         self, node_of_line: list[int], functions: int
-    ) -> tuple[list[int], list[int], list[int], dict[tuple[int, int], int]]:
+    ) -> tuple[list[int], list[int], list[int], dict[int, int]]:
         self._nodes = array("i", node_of_line).tobytes()
-        return _speedups.count_stacks(*self._arrays, self._nodes, functions)
+        return self._module.count_stacks(*self._arrays, self._nodes, functions)
 
-    def call_weights(self, keep: bytearray) -> dict[tuple[int, int], int]:
-        return _speedups.call_weights(*self._arrays, self._nodes, bytes(keep))
+    def call_weights(self, keep: bytearray) -> dict[int, int]:
+        return self._module.call_weights(*self._arrays, self._nodes, bytes(keep))
 
 
 def _by_count(counts: dict[_T, int]) -> dict[int, list[_T]]:
