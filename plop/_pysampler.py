@@ -113,7 +113,7 @@ class Sampler:
         if not self._enabled:
             callback, self.on_disabled = self.on_disabled, None
             if callback is not None:
-                callback()
+                self._run(callback)
             return
         if self._busy:
             # A signal that arrives while this handler runs would run a nested
@@ -135,7 +135,15 @@ class Sampler:
             if not self._countdown:
                 callback, self._countdown_cb = self._countdown_cb, None
                 if callback is not None:
-                    callback()
+                    self._run(callback)
+
+    def _run(self, callback: Callable[[], Any]) -> None:
+        """Run a callback from the handler: its exception must not land in the interrupted code."""
+        try:
+            callback()
+        except Exception as exc:
+            self.errors += 1
+            sys.unraisablehook(_Unraisable(exc, callback))
 
     def _weight(self) -> int:
         """How many intervals this sample stands for (see the module docstring)."""
@@ -207,6 +215,17 @@ class Sampler:
             frames = tuple(zip(codes, key[2::2]))[::-1]
             result.append((key[0], frames, wall, cpu))
         return result
+
+
+class _Unraisable:
+    """What ``sys.unraisablehook`` expects to be told about a swallowed exception."""
+
+    def __init__(self, exc: BaseException, obj: object) -> None:
+        self.exc_type = type(exc)
+        self.exc_value = exc
+        self.exc_traceback = exc.__traceback__
+        self.err_msg = "Exception ignored in plop's sampler callback"
+        self.object = obj
 
 
 #: Live samplers, so a forked child can forget its parent's CPU clock readings.
