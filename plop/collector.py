@@ -412,11 +412,8 @@ class PlopFormatter(CollectorFormatter):
 
     def _profile(self, collector: Collector) -> Profile:
         profile = collector.profile()
-        if self.max_stacks is not None and len(profile.samples) > self.max_stacks:
-            kept = profile.top_stacks(self.max_stacks)
-            kept.metadata["max_stacks"] = self.max_stacks
-            kept.metadata["truncated_stacks"] = len(profile.samples) - len(kept.samples)
-            return kept
+        if self.max_stacks is not None:
+            return profile.top_stacks(self.max_stacks)
         return profile
 
 

@@ -161,13 +161,21 @@ class Profile:
         return dict(counts)
 
     def top_stacks(self, n: int) -> "Profile":
-        """Only the ``n`` most frequent stacks (for ``--max-stacks``)."""
+        """Only the ``n`` most frequent stacks (for ``--max-stacks``).
+
+        The result's metadata says how many were kept and dropped, so a reader
+        knows the profile is partial. A profile with ``n`` stacks or fewer is
+        returned as it is.
+        """
+        if len(self.samples) <= n:
+            return self
         keep = sorted(self.samples.items(), key=lambda kv: -kv[1])[:n]
         cpu = None
         if self.cpu_samples is not None:
             kept = {k for k, _ in keep}
             cpu = {k: v for k, v in self.cpu_samples.items() if k in kept}
-        return Profile(dict(keep), self.metadata, cpu)
+        metadata = dict(self.metadata, max_stacks=n, truncated_stacks=len(self.samples) - n)
+        return Profile(dict(keep), metadata, cpu)
 
 
 def iter_frames(profile: Profile) -> Iterator[Frame]:

@@ -205,11 +205,8 @@ class _Run:
             profile.metadata["cpu_time"] = round(
                 (times.user - self._times0.user) + (times.system - self._times0.system), 6)
             profile.metadata["user_time"] = round(times.user - self._times0.user, 6)
-            if self.args.max_stacks is not None and len(profile.samples) > self.args.max_stacks:
-                kept = profile.top_stacks(self.args.max_stacks)
-                kept.metadata["max_stacks"] = self.args.max_stacks
-                kept.metadata["truncated_stacks"] = len(profile.samples) - len(kept.samples)
-                profile = kept
+            if self.args.max_stacks is not None:
+                profile = profile.top_stacks(self.args.max_stacks)
             parent = os.path.dirname(self.path)
             if parent:
                 os.makedirs(parent, exist_ok=True)
