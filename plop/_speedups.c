@@ -9,11 +9,15 @@
  * PLOP_PURE_PYTHON is set).  Only the public C API is used.
  *
  * index_stacks(samples) numbers the distinct frames of a ``{(thread, stack):
- * count}`` dict in first-seen order and flattens the stacks into arrays:
+ * count}`` dict and their functions in first-seen order, and flattens the
+ * stacks into arrays:
  *
- *   (frames, lids, lengths, counts, total, empty)
+ *   (frames, node_of_line, nodes, lids, lengths, counts, total, empty)
  *
- * ``frames`` is the list of distinct frames (index = line id, "lid"); ``lids``
+ * ``frames`` is the list of distinct frames (index = line id, "lid");
+ * ``node_of_line`` the list of their function ids ("nodes": a function is a
+ * frame's first three items, Frame.function) and ``nodes`` the first frame
+ * of each function, by node id; ``lids``
  * (C ints), ``lengths`` (C ints) and ``counts`` (long long) are bytes holding
  * every stack with a positive count and at least one frame, in dict order, as
  * the lids of its frames (outermost first), its number of frames and its
@@ -209,6 +213,138 @@ ptr_table_put(PtrTable *t, PyObject *key, int value)
     return 0;
 }
 
+/* ------------------------------------------------------- function table */
+
+/* Open addressing: a function (items 0-2 of a frame tuple) -> node id, compared
+ * by value like the tuple ``frame[:3]`` would be, without creating that tuple
+ * (thousands of new tuples at once would set off the cyclic GC over the whole
+ * loaded profile: see the top of this file).  ``nodes`` holds, per node id,
+ * the first frame of that function (a list we own).  Id -1 = free slot. */
+typedef struct {
+    Py_hash_t *hashes;
+    int *ids;
+    size_t mask;
+    size_t used;
+} FuncTable;
+
+static int
+func_table_init(FuncTable *t, size_t slots)
+{
+    t->hashes = PyMem_Malloc(slots * sizeof(Py_hash_t));
+    t->ids = PyMem_Malloc(slots * sizeof(int));
+    t->mask = slots - 1;
+    t->used = 0;
+    if (t->hashes == NULL || t->ids == NULL) {
+        PyMem_Free(t->hashes);
+        PyMem_Free(t->ids);
+        t->hashes = NULL;
+        t->ids = NULL;
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t i = 0; i < slots; i++) {
+        t->ids[i] = -1;
+    }
+    return 0;
+}
+
+static void
+func_table_free(FuncTable *t)
+{
+    PyMem_Free(t->hashes);
+    PyMem_Free(t->ids);
+    t->hashes = NULL;
+    t->ids = NULL;
+}
+
+static int
+func_table_grow(FuncTable *t)
+{
+    FuncTable bigger;
+    if (func_table_init(&bigger, (t->mask + 1) * 2) < 0) {
+        return -1;
+    }
+    for (size_t j = 0; j <= t->mask; j++) {
+        if (t->ids[j] >= 0) {
+            size_t i = (size_t)mix64((uint64_t)t->hashes[j]) & bigger.mask;
+            while (bigger.ids[i] >= 0) {
+                i = (i + 1) & bigger.mask;
+            }
+            bigger.hashes[i] = t->hashes[j];
+            bigger.ids[i] = t->ids[j];
+        }
+    }
+    bigger.used = t->used;
+    func_table_free(t);
+    *t = bigger;
+    return 0;
+}
+
+/* The node id of ``frame``'s function, appending ``frame`` to ``nodes`` when
+ * the function is new; -1 with an exception set on error. */
+static int
+func_table_node(FuncTable *t, PyObject *nodes, PyObject *frame)
+{
+    if (!PyTuple_Check(frame) || PyTuple_GET_SIZE(frame) < 4) {
+        PyErr_SetString(PyExc_TypeError, "frames must be (filename, funcname, firstlineno, lineno) tuples");
+        return -1;
+    }
+    uint64_t h = 0;
+    for (int k = 0; k < 3; k++) {
+        Py_hash_t item = PyObject_Hash(PyTuple_GET_ITEM(frame, k));
+        if (item == -1) {
+            return -1;
+        }
+        h = mix64(h ^ (uint64_t)item);
+    }
+    Py_hash_t hash = (Py_hash_t)h;
+    size_t i = (size_t)mix64(h) & t->mask;
+    for (;;) {
+        int id = t->ids[i];
+        if (id < 0) {
+            break;
+        }
+        if (t->hashes[i] == hash) {
+            PyObject *known = PyList_GET_ITEM(nodes, id);
+            int same = 1;
+            for (int k = 0; k < 3 && same; k++) {
+                PyObject *a = PyTuple_GET_ITEM(frame, k), *b = PyTuple_GET_ITEM(known, k);
+                if (a != b) {
+                    same = PyObject_RichCompareBool(a, b, Py_EQ);
+                    if (same < 0) {
+                        return -1;
+                    }
+                }
+            }
+            if (same) {
+                return id;
+            }
+        }
+        i = (i + 1) & t->mask;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(nodes);
+    if (count >= INT_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "too many functions");
+        return -1;
+    }
+    if (PyList_Append(nodes, frame) < 0) {
+        return -1;
+    }
+    if ((t->used + 1) * 2 > t->mask + 1) {
+        if (func_table_grow(t) < 0) {
+            return -1;
+        }
+        i = (size_t)mix64(h) & t->mask;
+        while (t->ids[i] >= 0) {
+            i = (i + 1) & t->mask;
+        }
+    }
+    t->hashes[i] = hash;
+    t->ids[i] = (int)count;
+    t->used++;
+    return (int)count;
+}
+
 /* ------------------------------------------------------------ edge table */
 
 #define EDGE_FREE UINT64_MAX
@@ -329,8 +465,9 @@ edge_table_dict(const EdgeTable *t, long long nfuncs)
 static PyObject *
 index_stacks(PyObject *module, PyObject *samples)
 {
-    PyObject *frames = NULL, *by_value = NULL, *result = NULL;
+    PyObject *frames = NULL, *by_value = NULL, *nodes = NULL, *node_of_line = NULL, *result = NULL;
     PtrTable table = {NULL, NULL, 0, 0};
+    FuncTable functions = {NULL, NULL, 0, 0};
     Vec held = {NULL, 0, 0, sizeof(PyObject *)};
     Vec lids = {NULL, 0, 0, sizeof(int)};
     Vec lengths = {NULL, 0, 0, sizeof(int)};
@@ -343,7 +480,10 @@ index_stacks(PyObject *module, PyObject *samples)
     }
     frames = PyList_New(0);
     by_value = PyDict_New();
-    if (frames == NULL || by_value == NULL || ptr_table_init(&table, 1 << 12) < 0
+    nodes = PyList_New(0);
+    node_of_line = PyList_New(0);
+    if (frames == NULL || by_value == NULL || nodes == NULL || node_of_line == NULL
+        || ptr_table_init(&table, 1 << 12) < 0 || func_table_init(&functions, 1 << 10) < 0
         || vec_reserve(&held, PyDict_GET_SIZE(samples) + 1) < 0) {
         goto done;
     }
@@ -420,12 +560,16 @@ index_stacks(PyObject *module, PyObject *samples)
                         goto done;
                     }
                     lid = (int)count;
-                    PyObject *number = PyLong_FromLong(lid);
-                    if (number == NULL) {
+                    int node = func_table_node(&functions, nodes, frame);
+                    if (node < 0) {
                         goto done;
                     }
-                    int failed = PyDict_SetItem(by_value, frame, number) < 0 || PyList_Append(frames, frame) < 0;
-                    Py_DECREF(number);
+                    PyObject *number = PyLong_FromLong(lid);
+                    PyObject *node_number = number ? PyLong_FromLong(node) : NULL;
+                    int failed = node_number == NULL || PyDict_SetItem(by_value, frame, number) < 0
+                        || PyList_Append(frames, frame) < 0 || PyList_Append(node_of_line, node_number) < 0;
+                    Py_XDECREF(number);
+                    Py_XDECREF(node_number);
                     if (failed) {
                         goto done;
                     }
@@ -448,7 +592,8 @@ index_stacks(PyObject *module, PyObject *samples)
     PyObject *length_bytes = vec_to_bytes(&lengths);
     PyObject *count_bytes = vec_to_bytes(&counts);
     if (lid_bytes != NULL && length_bytes != NULL && count_bytes != NULL) {
-        result = Py_BuildValue("(OOOOLL)", frames, lid_bytes, length_bytes, count_bytes, total, empty);
+        result = Py_BuildValue("(OOOOOOLL)", frames, node_of_line, nodes, lid_bytes, length_bytes, count_bytes,
+                               total, empty);
     }
     Py_XDECREF(lid_bytes);
     Py_XDECREF(length_bytes);
@@ -459,11 +604,14 @@ done:
     }
     PyMem_Free(held.data);
     ptr_table_free(&table);
+    func_table_free(&functions);
     PyMem_Free(lids.data);
     PyMem_Free(lengths.data);
     PyMem_Free(counts.data);
     Py_XDECREF(frames);
     Py_XDECREF(by_value);
+    Py_XDECREF(nodes);
+    Py_XDECREF(node_of_line);
     return result;
 }
 
@@ -700,7 +848,7 @@ done:
 
 static PyMethodDef methods[] = {
     {"index_stacks", index_stacks, METH_O,
-     "index_stacks(samples) -> (frames, lids, lengths, counts, total, empty)\n\n"
+     "index_stacks(samples) -> (frames, node_of_line, nodes, lids, lengths, counts, total, empty)\n\n"
      "Number the distinct frames of a {(thread, stack): count} dict and flatten its stacks."},
     {"count_stacks", count_stacks, METH_VARARGS,
      "count_stacks(lids, lengths, counts, node_of_line, nfuncs) -> (line_total, line_self, func_total, calls)\n\n"

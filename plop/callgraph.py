@@ -69,11 +69,9 @@ EDGE_FRACTION = 0.001
 #: ...and at most this many calls per shown function are kept, the heaviest.
 EDGES_PER_NODE = 3
 
-#: A frame's ``Frame.function`` and ``Frame.lineno``, without the property's Python call.
+#: A frame's fields (``Frame.function`` is the first three), without a Python call per frame.
 _FUNCTION = itemgetter(0, 1, 2)
-_LINENO = itemgetter(3)
-#: Sort key of ``(call, weight)`` items: heaviest first, then by caller and callee (the code's order).
-_HEAVIEST: Callable[[tuple[int, int]], tuple[int, int]] = lambda item: (-item[1], item[0])
+_FILENAME, _FUNCNAME, _FIRSTLINENO, _LINENO = itemgetter(0), itemgetter(1), itemgetter(2), itemgetter(3)
 
 #: Path components under which the next component names an installed package or stdlib module.
 _LIBRARY_DIR = re.compile(r"^(?:site-packages|dist-packages|python\d+(?:\.\d+)*)$")
@@ -163,15 +161,15 @@ class CallGraph:
     pass over every stack); :meth:`data` then shapes any number of trimmed
     views of it.
 
-    A graph of a large profile holds few Python objects that the cyclic GC
-    tracks (per function a tuple, but per line and per call only ints in
-    lists and dicts): creating tens of thousands of tuples or lists would set
-    off full collections over the whole loaded profile, which cost more than
-    building the graph.
+    Building a graph creates almost no objects that the cyclic GC tracks:
+    per function, line and call it keeps ints in a few lists and dicts, and
+    a function is represented by its first frame (which the profile holds
+    already), not by a new tuple. Thousands of new tuples or lists would set
+    off collections over the whole profile that was just loaded, and cost
+    more than building the graph.
     """
 
     __slots__ = (
-        "functions",
         "self_counts",
         "total_counts",
         "linenos",
@@ -179,6 +177,7 @@ class CallGraph:
         "total_samples",
         "empty_samples",
         "order",
+        "_node_frames",
         "_calls",
         "_line_numbers",
         "_line_self",
@@ -189,8 +188,6 @@ class CallGraph:
     )
 
     def __init__(self) -> None:
-        #: ``Frame.function`` of each node, indexed by node id.
-        self.functions: list[tuple[str, str, int]] = []
         self.self_counts: list[int] = []
         self.total_counts: list[int] = []
         #: Per node: the function's first line (smallest executing line when unknown).
@@ -202,6 +199,8 @@ class CallGraph:
         self.empty_samples = 0
         #: Node ids, heaviest first (by total, then self, then name).
         self.order: list[int] = []
+        #: Per node: the first frame seen of its function.
+        self._node_frames: list[Frame] = []
         #: ``caller id * node count + callee id`` -> samples containing that call.
         self._calls: dict[int, int] = {}
         # Per line id (a distinct frame): its executing line, self and total samples.
@@ -215,9 +214,14 @@ class CallGraph:
         self._stacks: _PyStacks | _CompiledStacks = _PyStacks({})
 
     @property
+    def functions(self) -> list[tuple[str, str, int]]:
+        """``Frame.function`` of each node, indexed by node id."""
+        return [(frame[0], frame[1], frame[2]) for frame in self._node_frames]
+
+    @property
     def edges(self) -> dict[tuple[int, int], int]:
         """``(caller id, callee id)`` -> samples containing that call."""
-        count = len(self.functions)
+        count = len(self._node_frames)
         return {divmod(code, count): w for code, w in self._calls.items()}
 
     @classmethod
@@ -233,15 +237,14 @@ class CallGraph:
         graph.total_samples = stacks.total
         graph.empty_samples = stacks.empty
         # Node ids in first-seen order of the functions, as the frames (line ids) are.
-        frames = stacks.frames
-        graph.functions = functions = list(dict.fromkeys(map(_FUNCTION, frames)))
-        count = len(functions)
-        node_of_line = list(map(dict(zip(functions, range(count))).__getitem__, map(_FUNCTION, frames)))
-        line_total, line_self, graph.total_counts, graph._calls = stacks.count(node_of_line, count)
+        frames, node_of_line = stacks.frames, stacks.node_of_line
+        graph._node_frames = node_frames = stacks.node_frames
+        count = len(node_frames)
+        line_total, line_self, graph.total_counts, graph._calls = stacks.count()
         graph._line_self, graph._line_total = line_self, line_total
         graph._line_numbers = numbers = list(map(_LINENO, frames))
         # Frames of one function differ in their line: firstlineno is part of the function.
-        # (Two stable sorts by int keys: sorting by (node, line) tuples would allocate one per line.)
+        # (Sorting by one int key at a time: (node, line) tuples would be one new tuple per line.)
         by_number = sorted(range(len(frames)), key=numbers.__getitem__)
         graph._lines_of = lines_of = sorted(by_number, key=node_of_line.__getitem__)
         per_node = [0] * count
@@ -252,21 +255,25 @@ class CallGraph:
         for fid, own in zip(node_of_line, line_self):
             self_counts[fid] += own
         graph.linenos = [
-            firstlineno
-            or min(filter(None, map(numbers.__getitem__, lines_of[starts[i] : starts[i + 1]])), default=0)
-            for i, (_f, _n, firstlineno) in enumerate(functions)
+            frame[2] or min(filter(None, map(numbers.__getitem__, lines_of[starts[i] : starts[i + 1]])), default=0)
+            for i, frame in enumerate(node_frames)
         ]
-        root = app_root(sorted({f for f, _n, _l in functions}))
+        filenames = list(map(_FILENAME, node_frames))
+        root = app_root(sorted(set(filenames)))
         group_cache: dict[str, str] = {}
-        for filename, _name, _line in functions:
+        for filename in filenames:
             if filename not in group_cache:
                 group_cache[filename] = group_of(filename, root)
-            graph.groups.append(group_cache[filename])
-        total_counts = graph.total_counts
-        graph.order = sorted(
-            range(count),
-            key=lambda i: (-total_counts[i], -self_counts[i], functions[i][1], functions[i][0], functions[i][2]),
-        )
+        graph.groups = list(map(group_cache.__getitem__, filenames))
+        # Heaviest first: by total, self, name, file and first line, one stable sort per key.
+        order = list(range(count))
+        firstlinenos = list(map(_FIRSTLINENO, node_frames))
+        order.sort(key=firstlinenos.__getitem__)
+        order.sort(key=filenames.__getitem__)
+        order.sort(key=list(map(_FUNCNAME, node_frames)).__getitem__)
+        order.sort(key=self_counts.__getitem__, reverse=True)
+        order.sort(key=graph.total_counts.__getitem__, reverse=True)
+        graph.order = order
         return graph
 
     def data(self, max_nodes: int | None = None) -> dict[str, Any]:
@@ -285,28 +292,36 @@ class CallGraph:
         if max_nodes is not None and max_nodes < 1:
             raise ValueError("max_nodes must be a positive number")
         shown = self.order if max_nodes is None else self.order[:max_nodes]
-        hidden_edges = 0
-        if len(shown) < len(self.order):
-            edge_items = self._inferred_edges(shown)
-            kept = self._trim_edges(edge_items, len(shown))
-            hidden_edges = len(edge_items) - len(kept)
-            edge_items = kept
+        count = len(self.order)
+        if len(shown) < count:
+            weights = self._inferred_calls(shown)
+            calls = _heaviest(weights)
+            kept = self._trim_calls(calls, weights, len(shown))
+            hidden_edges = len(calls) - len(kept)
+            direct = self._calls.get
+            edges = [
+                {"source": code // count, "target": code % count, "weight": weights[code],
+                 "inferred": weights[code] > direct(code, 0)}
+                for code in kept
+            ]
         else:
-            count = len(self.functions)
-            edge_items = [
-                (code // count, code % count, w, False) for code, w in sorted(self._calls.items(), key=_HEAVIEST)
+            weights = self._calls
+            hidden_edges = 0
+            edges = [
+                {"source": code // count, "target": code % count, "weight": weights[code], "inferred": False}
+                for code in _heaviest(weights)
             ]
         hidden = self.order[len(shown) :]
         numbers, line_self, line_total = self._line_numbers, self._line_self, self._line_total
         lines_of, starts = self._lines_of, self._lines_start
         nodes = []
         for i in shown:
-            filename, funcname, _firstlineno = self.functions[i]
+            frame = self._node_frames[i]
             nodes.append(
                 {
                     "id": i,
-                    "funcname": funcname,
-                    "filename": filename,
+                    "funcname": frame[1],
+                    "filename": frame[0],
                     "lineno": self.linenos[i],
                     "self": self.self_counts[i],
                     "total": self.total_counts[i],
@@ -320,48 +335,45 @@ class CallGraph:
         return {
             "total_samples": self.total_samples,
             "samples_without_frames": self.empty_samples,
-            "node_count": len(self.order),
+            "node_count": count,
             "hidden_nodes": len(hidden),
             "hidden_samples": sum(self.self_counts[i] for i in hidden),
             "hidden_edges": hidden_edges,
             "nodes": nodes,
-            "edges": [
-                {"source": a, "target": b, "weight": w, "inferred": inferred}
-                for a, b, w, inferred in edge_items
-            ],
+            "edges": edges,
         }
 
-    def _trim_edges(self, edges: list[_Edge], shown: int) -> list[_Edge]:
-        """The calls worth drawing among ``edges`` (heaviest first) between ``shown`` functions."""
+    def _trim_calls(self, calls: list[int], weights: dict[int, int], shown: int) -> list[int]:
+        """The calls worth drawing among ``calls`` (heaviest first) between ``shown`` functions."""
         threshold = EDGE_FRACTION * self.total_samples
         limit = EDGES_PER_NODE * shown
-        main_caller: dict[int, _Edge] = {}
-        for edge in edges:
-            if edge[0] != edge[1]:
-                main_caller.setdefault(edge[1], edge)
+        count = len(self.order)
+        main_caller: dict[int, int] = {}  # callee -> its heaviest call from another function
+        for code in calls:
+            caller, callee = divmod(code, count)
+            if caller != callee and callee not in main_caller:
+                main_caller[callee] = code
         kept = []
-        for edge in edges:
-            if (len(kept) < limit and edge[2] >= threshold) or main_caller.get(edge[1]) is edge:
-                kept.append(edge)
+        for code in calls:
+            if (len(kept) < limit and weights[code] >= threshold) or main_caller.get(code % count) == code:
+                kept.append(code)
         return kept
 
-    def _inferred_edges(self, shown: list[int]) -> list[_Edge]:
-        """Edges between the ``shown`` nodes, bridging hidden ones, once per sample.
+    def _inferred_calls(self, shown: list[int]) -> dict[int, int]:
+        """Calls between the ``shown`` nodes, bridging hidden ones, once per sample.
 
-        Returns ``(caller, callee, weight, inferred)`` tuples, heaviest first;
-        ``inferred`` is true when some of the edge's samples pass through
-        hidden functions (then more samples have the call between the shown
-        functions than have it as a direct call).
+        Keyed like ``_calls``. A call's weight is larger than its weight in
+        ``_calls`` when some of its samples pass through hidden functions.
         """
         keep = bytearray(len(self.order))
         for i in shown:
             keep[i] = 1
-        count = len(self.functions)
-        direct = self._calls.get
-        return [
-            (code // count, code % count, w, w > direct(code, 0))
-            for code, w in sorted(self._stacks.call_weights(keep).items(), key=_HEAVIEST)
-        ]
+        return self._stacks.call_weights(keep)
+
+
+def _heaviest(weights: dict[int, int]) -> list[int]:
+    """The calls of ``weights``, heaviest first, then by caller and callee (the codes' order)."""
+    return sorted(sorted(weights), key=weights.__getitem__, reverse=True)
 
 
 def _index_stacks(samples: dict) -> "_PyStacks | _CompiledStacks":
@@ -370,7 +382,7 @@ def _index_stacks(samples: dict) -> "_PyStacks | _CompiledStacks":
         try:
             return _CompiledStacks(samples)
         except (TypeError, OverflowError):
-            pass  # keys, stacks or counts of unusual types, or counts beyond 64 bits
+            pass  # keys, stacks, frames or counts of unusual types, or counts beyond 64 bits
     return _PyStacks(samples)
 
 
@@ -378,12 +390,14 @@ class _PyStacks:
     """The distinct stacks of a profile and the counts of their frames, in pure Python.
 
     ``frames`` are the distinct frames in first-seen order (a frame's index
-    is its *line id*), ``total`` the samples with at least one frame and
-    ``empty`` those without; :meth:`count` and :meth:`call_weights` are the
-    passes over every frame. `_CompiledStacks` is the same in C.
+    is its *line id*), ``node_of_line`` their functions' node ids (also in
+    first-seen order), ``node_frames`` the first frame of each function,
+    ``total`` the samples with at least one frame and ``empty`` those
+    without; :meth:`count` and :meth:`call_weights` are the passes over
+    every frame. `_CompiledStacks` is the same in C.
     """
 
-    __slots__ = ("frames", "total", "empty", "_by_lines", "_by_nodes")
+    __slots__ = ("frames", "node_of_line", "node_frames", "total", "empty", "_by_lines", "_by_nodes")
 
     def __init__(self, samples: dict) -> None:
         # Aggregate the stacks over threads as tuples of line ids: every later pass works on ints.
@@ -404,21 +418,30 @@ class _PyStacks:
                 lids = tuple(map(lookup, stack))
             by_lines[lids] = by_lines.get(lids, 0) + n
         self.frames = list(line_of_frame)
+        node_of: dict[tuple[str, str, int], int] = {}
+        self.node_of_line: list[int] = []
+        self.node_frames: list[Frame] = []
+        for frame in self.frames:
+            function = _FUNCTION(frame)
+            fid = node_of.get(function)
+            if fid is None:
+                fid = node_of[function] = len(self.node_frames)
+                self.node_frames.append(frame)
+            self.node_of_line.append(fid)
         self.total = sum(by_lines.values())
         self.empty = empty
         self._by_lines = by_lines
         #: Distinct stacks as tuples of node ids (outermost first) -> samples, once counted.
         self._by_nodes: dict[tuple[int, ...], int] = {}
 
-    def count(
-        self, node_of_line: list[int], functions: int
-    ) -> tuple[list[int], list[int], list[int], dict[int, int]]:
+    def count(self) -> tuple[list[int], list[int], list[int], dict[int, int]]:
         """``(line_total, line_self, func_total, calls)``: each line, function and call once per sample.
 
         The first three are lists by line id or node id; ``calls`` maps
-        ``caller * functions + callee`` to its samples.
+        ``caller * number of nodes + callee`` to its samples.
         """
-        to_node = node_of_line.__getitem__
+        functions = len(self.node_frames)
+        to_node = self.node_of_line.__getitem__
         stacks = self._by_nodes = {}
         for lids, n in self._by_lines.items():
             fids = tuple(map(to_node, lids))
@@ -454,20 +477,18 @@ class _PyStacks:
 class _CompiledStacks:
     """`_PyStacks` by ``plop._speedups``: the stacks as flat arrays of line ids."""
 
-    __slots__ = ("frames", "total", "empty", "_module", "_arrays", "_nodes")
+    __slots__ = ("frames", "node_of_line", "node_frames", "total", "empty", "_module", "_arrays", "_nodes")
 
     def __init__(self, samples: dict) -> None:
         assert _speedups is not None
         self._module = _speedups
-        self.frames, lids, lengths, counts, self.total, self.empty = _speedups.index_stacks(samples)
+        (self.frames, self.node_of_line, self.node_frames, lids, lengths, counts,
+         self.total, self.empty) = _speedups.index_stacks(samples)
         self._arrays = (lids, lengths, counts)
-        self._nodes = b""
+        self._nodes = array("i", self.node_of_line).tobytes()
 
-    def count(
-        self, node_of_line: list[int], functions: int
-    ) -> tuple[list[int], list[int], list[int], dict[int, int]]:
-        self._nodes = array("i", node_of_line).tobytes()
-        return self._module.count_stacks(*self._arrays, self._nodes, functions)
+    def count(self) -> tuple[list[int], list[int], list[int], dict[int, int]]:
+        return self._module.count_stacks(*self._arrays, self._nodes, len(self.node_frames))
 
     def call_weights(self, keep: bytearray) -> dict[int, int]:
         return self._module.call_weights(*self._arrays, self._nodes, bytes(keep))

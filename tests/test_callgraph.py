@@ -458,6 +458,22 @@ def test_matches_reference_with_light_calls_trimmed():
         assert data == reference_data(profile, max_nodes)
 
 
+def test_equal_frames_that_are_distinct_objects():
+    """Frames are compared by value: equal strings in distinct objects are one line and one node."""
+    def new(text: str) -> str:
+        return "".join(list(text))  # an equal string, not the same object
+
+    a1 = Frame("app/a.py", "a", 10, 12)
+    a2 = Frame(new("app/a.py"), new("a"), 10, 12)
+    a3 = Frame(new("app/a.py"), new("a"), 10, 15)
+    assert a1 == a2 and a1 is not a2 and a1.filename is not a2.filename
+    profile = Profile({("t1", (a1, B)): 2, ("t2", (a2, B)): 3, ("t1", (a3,)): 1, ("t1", (a2, a3)): 4})
+    data = CallGraph.from_profile(profile).data()
+    assert data["nodes"][0]["funcname"] == "a" and len(data["nodes"]) == 2
+    assert data["nodes"][0]["lines"] == [{"lineno": 12, "self": 0, "total": 9}, {"lineno": 15, "self": 5, "total": 5}]
+    assert data["edges"][0]["weight"] == 5 and data["edges"][1]["source"] == data["edges"][1]["target"]
+
+
 def test_unusual_counts_and_stacks_fall_back_to_python(speedups):
     """Counts beyond 64 bits, or that are not ints, take the pure path with the same answer."""
     a, b = Frame("a.py", "a", 1, 2), Frame("b.py", "b", 5, 6)
