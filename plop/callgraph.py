@@ -29,10 +29,10 @@ graph stays connected, and light calls are left out like pprof's edge
 fraction, so a hundred functions do not come with thousands of arrows.
 
 Speed: the passes that look at every frame of every stack (numbering the
-distinct frames, counting each function, line and call once per sample, and
-the calls of a trimmed graph) are done by the compiled helper
-``plop._speedups`` when it was built, with "last stack seen" stamps instead
-of a set per stack; `_PyStacks` is the equivalent pure-Python path, used when
+distinct frames and their functions, counting each function, line and call
+once per sample, and the calls of a trimmed graph) are done by the compiled
+helper ``plop._speedups`` when it was built, with "last stack seen" stamps
+instead of a set per stack; `_PyStacks` is the equivalent pure-Python path, used when
 the helper is missing or the environment variable ``PLOP_PURE_PYTHON`` is
 set. Everything per function or per line is done here, in Python, by both.
 """
@@ -59,8 +59,6 @@ else:
 
 _T = TypeVar("_T")
 _K = TypeVar("_K")
-#: (caller id, callee id, weight, inferred)
-_Edge = tuple[int, int, int, bool]
 
 #: The values of the ``view`` parameter: every sample, or only those taken on a CPU.
 VIEWS = ("wall", "cpu")
