@@ -197,10 +197,16 @@ def from_stack_counts(
     executing line; the function's first line is unknown (0).
     """
     samples: dict[StackKey, int] = defaultdict(int)
+    # One Frame object per distinct frame: stacks share them, which keeps big
+    # profiles small and lets the call-graph passes number frames by identity.
+    interned: dict[tuple[str, int, str], Frame] = {}
     for stack, n in counts:
-        frames = tuple(
-            Frame(str(filename), str(funcname), 0, int(lineno))
-            for filename, lineno, funcname in stack
-        )
-        samples[("", frames[::-1])] += int(n)
+        frames = []
+        for raw in stack:
+            frame = interned.get(raw)
+            if frame is None:
+                filename, lineno, funcname = raw
+                frame = interned[raw] = Frame(str(filename), str(funcname), 0, int(lineno))
+            frames.append(frame)
+        samples[("", tuple(reversed(frames)))] += int(n)
     return Profile(samples, metadata)
