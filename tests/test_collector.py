@@ -446,3 +446,30 @@ def test_root_code_strips_outer_frames():
         harness()
     stacks = [s for (t, s) in collector.profile().samples if s and s[0].funcname == "program"]
     assert stacks, "no stack starts at the program's frame"
+
+
+def test_original_formatters(tmp_path):
+    """The original plop's PlopFormatter/FlamegraphFormatter API writes files plop loads."""
+    from plop import formats
+    from plop.collector import FlamegraphFormatter, PlopFormatter
+
+    def deep(n):
+        return deep(n - 1) if n else burn(1)
+
+    with Collector(interval=0.0005, mode="real") as collector:
+        run_until(lambda: collector.samples_taken >= 100, work=lambda: [deep(d) for d in range(10)])
+    native = tmp_path / "out.plop"
+    PlopFormatter().store(collector, str(native))
+    assert formats.load(native) == formats.loads(PlopFormatter().format(collector).encode())
+    assert formats.load(native).total_samples == collector.profile().total_samples
+
+    flame = tmp_path / "out.flame"
+    FlamegraphFormatter().store(collector, str(flame))
+    text = FlamegraphFormatter().format(collector)
+    assert flame.read_text() == text
+    assert formats.sniff(text.encode()) == "collapsed"
+    assert sum(int(line.rsplit(" ", 1)[1]) for line in text.splitlines()) == collector.profile().total_samples
+
+    top = PlopFormatter(max_stacks=2).format(collector)
+    kept = formats.loads(top.encode())
+    assert len(kept.samples) == 2 and kept.metadata["max_stacks"] == 2
