@@ -1,11 +1,11 @@
 """The viewer in a real browser: headless Chromium (Debian's) driven by Playwright.
 
 Starts ``python -m plop.viewer`` on a free port over a data directory holding
-a realistic native profile, a profile with a hostile function name and the
-fixtures written by the original plop and py-spy, then clicks through it.
+a realistic native profile, a profile with a hostile function name, the
+fixtures written by the original plop and py-spy and a real profile of
+``examples/busy.py`` taken by the collector, then clicks through it.
 
-Screenshots go to ``test-artifacts/``; with ``PLOP_UPDATE_SCREENSHOT=1`` the
-graph page is also saved as ``docs/screenshot.png`` (the README's picture).
+Screenshots go to ``test-artifacts/``.
 """
 from __future__ import annotations
 
@@ -169,6 +169,10 @@ def datadir(tmp_path_factory) -> Path:
         shutil.copy(fixture, d / fixture.name)
     formats.dump(hostile_profile(), d / "hostile.plop")
     formats.dump(web_service_profile(), d / "shop-web-3.plop")
+    # A real profile: two threads, recursion, import-time frames, many packages.
+    subprocess.run([sys.executable, "-m", "plop.collector", "--mode", "real", "--interval", "0.005",
+                    "-o", str(d / "busy.plop"), str(ROOT / "examples" / "busy.py")],
+                   cwd=d, check=True, capture_output=True, timeout=120)
     return d
 
 
@@ -197,25 +201,42 @@ def browser():
         browser.close()
 
 
+def new_page(browser, width: int = 1400, height: int = 900):
+    """A fresh page that records script errors and dialogs (e.g. an injected alert) in
+    ``page.problems``, and the /data responses it receives in ``page.data_responses``."""
+    context = browser.new_context(viewport={"width": width, "height": height}, device_scale_factor=1)
+    page = context.new_page()
+    page.problems = []
+    page.data_responses = []
+    page.on("pageerror", lambda error: page.problems.append("script error: %s" % error))
+    page.on("dialog", lambda dialog: (page.problems.append("dialog: %s" % dialog.message), dialog.dismiss()))
+    page.on("response", lambda r: page.data_responses.append(r) if "/data?" in r.url else None)
+    return context, page
+
+
 @pytest.fixture
 def page(browser):
-    """A fresh page that fails the test on any script error or dialog (e.g. an injected alert)."""
-    context = browser.new_context(viewport={"width": 1400, "height": 900}, device_scale_factor=1)
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append("script error: %s" % error))
-    page.on("dialog", lambda dialog: (problems.append("dialog: %s" % dialog.message), dialog.dismiss()))
+    """A fresh 1400x900 page that fails the test on any script error or dialog."""
+    context, page = new_page(browser)
     yield page
     context.close()
-    assert not problems
+    assert not page.problems
+
+
+def drawn_data(page) -> dict:
+    """Wait for the graph to be drawn; returns the /data response it drew (the page's
+    "auto" choice of functions may have asked for more than one)."""
+    page.wait_for_selector(LAYOUT_DONE, state="attached", timeout=20000)
+    drawn = page.get_attribute("#app", "data-drawn")
+    matching = [r for r in page.data_responses if r.url.endswith(drawn)]
+    assert matching, (drawn, [r.url for r in page.data_responses])
+    return matching[-1].json()
 
 
 def open_graph(page, url: str) -> dict:
-    """Go to a graph page, wait for its force layout; returns the /data response it drew."""
-    with page.expect_response(lambda r: "/data?" in r.url) as response:
-        page.goto(url)
-    page.wait_for_selector(LAYOUT_DONE, state="attached", timeout=20000)
-    return response.value.json()
+    """Go to a graph page, wait for its layout; returns the /data response it drew."""
+    page.goto(url)
+    return drawn_data(page)
 
 
 def node(page, data: dict, funcname: str):
@@ -236,11 +257,15 @@ def test_index_to_graph_hover_search_select(page, server):
             "tmpl_work.py-spy-0.4.3.collapsed", "tmpl_work.legacy-plop-0.4.0.flame"} <= set(links.all_inner_texts())
     screenshot(page, "index.png")
 
-    with page.expect_response(lambda r: "/data?" in r.url) as response:
-        page.click("text=shop-web-3.plop")
-    page.wait_for_selector(LAYOUT_DONE, state="attached", timeout=20000)
-    data = response.value.json()
-    assert page.locator("circle").count() == len(data["nodes"]) == data["node_count"]
+    page.click("text=shop-web-3.plop")
+    data = drawn_data(page)
+    # By default ("auto") the functions with at least 0.5% of samples, trimmed by the server.
+    assert page.locator("circle").count() == len(data["nodes"]) == data["max_nodes"] < data["node_count"]
+    assert all(n["total"] >= 0.005 * data["total_samples"] for n in data["nodes"])
+    assert data["hidden_nodes"] == data["node_count"] - len(data["nodes"])
+    assert "at least 0.5% of samples" in page.inner_text("#status")
+    assert page.input_value("#max-nodes") == ""
+    assert "max_nodes" not in page.url
     assert "python -m shop.server" in page.inner_text("header")
 
     # Hover: an HTML tooltip with function, file:line, self and total.
@@ -286,13 +311,13 @@ def test_index_to_graph_hover_search_select(page, server):
     page.click("#fit")
     page.wait_for_timeout(600)  # the zoom transition
     screenshot(page, "graph.png")
-    if os.environ.get("PLOP_UPDATE_SCREENSHOT"):
-        page.screenshot(path=str(ROOT / "docs" / "screenshot.png"))
 
 
 def test_controls_ask_for_new_data(page, server):
-    data = open_graph(page, server + "/view?filename=shop-web-3.plop")
-    assert data["max_nodes"] == 100
+    data = open_graph(page, server + "/view?filename=shop-web-3.plop&max_nodes=100")
+    assert data["max_nodes"] == 100 and len(data["nodes"]) == data["node_count"]
+    assert page.locator("circle").count() == data["node_count"]
+    assert page.input_value("#max-nodes") == "100"
 
     with page.expect_response(lambda r: "/data?" in r.url and "max_nodes=25" in r.url) as response:
         page.select_option("#max-nodes", "25")
@@ -315,6 +340,14 @@ def test_controls_ask_for_new_data(page, server):
     assert worker["thread"] == "ThreadPoolExecutor-0_0"
     page.wait_for_function("n => document.querySelectorAll('circle').length === n", arg=len(worker["nodes"]))
     assert "make_thumbnail" in {n["funcname"] for n in worker["nodes"]}
+
+    # Back to "auto": the URL leaves max_nodes out, the page picks the count.
+    page.select_option("#max-nodes", "")
+    page.wait_for_function("() => !location.search.includes('max_nodes')")
+    page.wait_for_function("() => document.getElementById('app').dataset.drawn.includes('thread=')")
+    auto = drawn_data(page)
+    assert page.locator("circle").count() == len(auto["nodes"])
+    assert all(n["total"] >= 0.005 * auto["total_samples"] for n in auto["nodes"]) or len(auto["nodes"]) == 20
 
 
 def test_hostile_function_name_is_text(page, server):
@@ -343,6 +376,120 @@ def test_fixture_graphs(page, server, name):
     radii = page.eval_on_selector_all("circle", "els => els.map(e => e.r.baseVal.value)")
     assert min(radii) >= 4  # functions without self samples are still visible
     screenshot(page, "fixture-%s.png" % name.replace(".", "-"))
+
+
+GEOMETRY = """() => {
+  const box = (r) => [r.left, r.top, r.right, r.bottom];
+  const legend = document.getElementById('legend');
+  return {
+    svg: box(document.getElementById('graph').getBoundingClientRect()),
+    legend: legend.hidden || !legend.offsetWidth ? null : box(legend.getBoundingClientRect()),
+    nodes: [...document.querySelectorAll('g.node')].map((g) => ({
+      id: Number(g.dataset.id),
+      circle: box(g.querySelector('circle').getBoundingClientRect()),
+      label: g.classList.contains('label-hidden') ? null : box(g.querySelector('text').getBoundingClientRect()),
+    })),
+  };
+}"""
+
+
+def overlap(a, b, slack: float = 0.5) -> bool:
+    return a[0] + slack < b[2] and b[0] + slack < a[2] and a[1] + slack < b[3] and b[1] + slack < a[3]
+
+
+def in_cycle(data: dict) -> set:
+    """The edges (source, target) on a cycle of calls: the target reaches the source."""
+    callees: dict = {}
+    for e in data["edges"]:
+        callees.setdefault(e["target"], set())
+        callees.setdefault(e["source"], set()).add(e["target"])
+    cyclic = set()
+    for e in data["edges"]:
+        seen, todo = set(), [e["target"]]
+        while todo:
+            n = todo.pop()
+            if n == e["source"]:
+                cyclic.add((e["source"], e["target"]))
+                break
+            if n not in seen:
+                seen.add(n)
+                todo.extend(callees.get(n, ()))
+    return cyclic
+
+
+@pytest.mark.parametrize("size", [(1400, 900), (1000, 700)], ids=["1400x900", "1000x700"])
+@pytest.mark.parametrize("name", ["busy.plop", "shop-web-3.plop", "tmpl_work.legacy-plop-0.4.0.plop",
+                                  "tmpl_work.legacy-plop-0.4.0.flame", "tmpl_work.py-spy-0.4.3.collapsed"])
+def test_layout_reads_well(browser, server, name, size):
+    """Callers above callees, the window used, heavy functions labelled, nothing under the legend."""
+    context, page = new_page(browser, *size)
+    try:
+        data = open_graph(page, server + "/view?filename=" + name)
+        screenshot(page, "layout-%s-%dx%d.png" % (name.replace(".", "-"), *size))
+        geometry = page.evaluate(GEOMETRY)
+    finally:
+        context.close()
+    assert not page.problems
+    svg, legend = geometry["svg"], geometry["legend"]
+    nodes = {n["id"]: n for n in geometry["nodes"]}
+    assert len(nodes) == len(data["nodes"])
+    centre = {i: ((n["circle"][0] + n["circle"][2]) / 2, (n["circle"][1] + n["circle"][3]) / 2) for i, n in nodes.items()}
+
+    # Top-down: every call that is not part of a cycle (recursion) goes down a layer or more.
+    cyclic = in_cycle(data)
+    for e in data["edges"]:
+        if e["source"] != e["target"] and (e["source"], e["target"]) not in cyclic:
+            assert centre[e["source"]][1] + 5 < centre[e["target"]][1], e
+
+    # The whole graph is in view, clear of the legend, and fills most of the window.
+    labels = [n["label"] for n in nodes.values() if n["label"]]
+    for n in nodes.values():
+        assert svg[0] - 1 <= n["circle"][0] and n["circle"][2] <= svg[2] + 1, n
+        assert svg[1] - 1 <= n["circle"][1] and n["circle"][3] <= svg[3] + 1, n
+        if legend:
+            assert not overlap(n["circle"], legend), n
+    for label in labels:
+        assert svg[0] <= label[0] and label[2] <= svg[2] and svg[1] <= label[1] and label[3] <= svg[3], label
+        if legend:
+            assert not overlap(label, legend), label
+    boxes = [n["circle"] for n in nodes.values()] + labels
+    width = max(b[2] for b in boxes) - min(b[0] for b in boxes)
+    height = max(b[3] for b in boxes) - min(b[1] for b in boxes)
+    assert width > 0.6 * (svg[2] - svg[0]) and height > 0.6 * (svg[3] - svg[1]), (width, height, svg)
+
+    # Labels never overlap each other, and the heavy functions all have one.
+    for i, a in enumerate(labels):
+        for b in labels[i + 1:]:
+            assert not overlap(a, b, slack=1), (a, b)
+    # (In the smaller window, with half the room, the heaviest of them.)
+    total, small = data["total_samples"], size[0] < 1400
+    heavy = {n["id"] for n in data["nodes"] if n["total"] >= (0.1 if small else 0.05) * total}
+    heavy |= {n["id"] for n in sorted(data["nodes"], key=lambda n: -n["self"])[:3 if small else 5] if n["self"]}
+    unlabelled = {n["funcname"] for n in data["nodes"] if n["id"] in heavy and not nodes[n["id"]]["label"]}
+    assert not unlabelled
+    if name == "busy.plop":
+        assert {"tree_sum", "<genexpr>", "find_longest_match", "wait"} <= {
+            n["funcname"] for n in data["nodes"] if nodes[n["id"]]["label"]}
+
+
+def test_legend_folds(page, server):
+    """The legend folds and unfolds; the page may fold it to make room, unless the user unfolded it."""
+    open_graph(page, server + "/view?filename=hostile.plop")  # a small graph: room for the legend
+    entries = page.locator("#legend li").first
+    assert entries.is_visible() and page.get_attribute("#legend .fold", "aria-expanded") == "true"
+    page.click("#legend .fold")
+    assert not entries.is_visible() and page.get_attribute("#legend .fold", "aria-expanded") == "false"
+    page.reload()
+    drawn_data(page)
+    assert not entries.is_visible()  # remembered
+    page.click("#legend .fold")
+    assert entries.is_visible()
+    page.goto(server + "/view?filename=shop-web-3.plop")
+    drawn_data(page)
+    assert entries.is_visible()  # the user's choice wins over making room
+    assert not page.locator("#legend .key div").first.is_visible()
+    page.click("#legend .key summary")
+    assert page.locator("#legend .key div").first.is_visible()
 
 
 def test_index_updates_live(page, server, datadir):

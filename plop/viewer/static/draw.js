@@ -1,30 +1,45 @@
-// The call graph in SVG: a D3 force layout, layered top-down from the roots.
+// The call graph in SVG, laid out top-down by call depth (layout.js).
 //
 // One <circle> per node of the /data response (area proportional to self
 // samples), one curved path plus an arrowhead per edge (width proportional to
 // the samples under the call). Labels keep a constant size on screen and are
-// shown greedily, heaviest functions first, wherever they do not overlap.
+// shown greedily, heaviest functions first, wherever they do not overlap
+// each other, a circle or an overlaid panel; the heaviest are always shown.
 
+import { layeredLayout, stretch } from "./layout.js";
 import { fmtPct, shorten } from "./util.js";
 
 const d3 = window.d3;
 
-const LABEL_PX = 12;         // label font size on screen
-const LEVEL_GAP = 100;        // vertical distance between call depths
-const NODE_GAP = 140;        // horizontal room for a label in the starting layout
-const MIN_RADIUS = 6;        // a function with no self samples is still visible
-const LAYOUT_BUDGET_MS = 600; // synchronous layout before the first paint
+const LABEL_PX = 12;          // label font size on screen
+const LABEL_HEIGHT = 2.1 * LABEL_PX;   // name and share
+const COMPACT_HEIGHT = 1.2 * LABEL_PX; // name alone
+const MIN_RADIUS = 6;         // a function with no self samples is still visible
+const FIT_PAD = 24;           // free pixels around a fitted graph
+const MAX_SCALE = 1.6;        // a fitted graph is shown at most this large
+const MIN_LAYOUT_SCALE = 0.4; // labels get room in the layout for a scale down to this
+const MAX_STRETCH_X = 1.5;    // spreading a laid-out graph to fill the window's width
+const MAX_STRETCH_Y = 2.5;    // ... and height
+// Labels shown even where crowded, and given room in the layout: functions
+// with this share of the heaviest function's total or self samples, or of
+// all samples, at most MUST_LABEL_MAX of them, and the heaviest few by self.
+const MUST_LABEL = 0.1;
+const MUST_TOTAL = 0.05;
+const MUST_SELF = 0.02;
+const MUST_LABEL_MAX = 40;
+const MUST_LABEL_TOP = 6;
 
 export class GraphView {
   /**
    * @param {SVGSVGElement} svg
    * @param {object} on callbacks: hover(node, event), leave(node), select(node), background(),
-   *   and insets() -> {left, right}: pixels covered by panels at the sides
+   *   and obstacles() -> {right, panels}: pixels covered by a panel at the right, and the
+   *   rectangles ({left, top, right, bottom} in the svg's pixels) of other overlaid panels;
+   *   crowded(): the panels cost the graph much room (the page may make them smaller)
    */
   constructor(svg, on) {
     this.svg = d3.select(svg);
     this.on = on;
-    this.insets = on.insets;
     this.viewport = this.svg.append("g").attr("class", "viewport");
     this.edgeLayer = this.viewport.append("g").attr("class", "edges");
     this.nodeLayer = this.viewport.append("g").attr("class", "nodes");
@@ -32,6 +47,7 @@ export class GraphView {
     this.zoom = d3.zoom()
       .scaleExtent([0.03, 8])
       .on("zoom", (event) => {
+        if (event.sourceEvent) this.userZoomed = true;
         this.transform = event.transform;
         this.viewport.attr("transform", event.transform);
         this.scheduleLabels();
@@ -40,18 +56,25 @@ export class GraphView {
     this.svg.on("click", (event) => {
       if (event.target === this.svg.node()) this.on.background();
     });
-    this.simulation = null;
     this.labelFrame = 0;
+    this.animation = null;
+    this.userZoomed = false;
+    // A window resized before the user zoomed or panned is fitted again.
+    new ResizeObserver(() => {
+      if (!this.nodes || this.svg.attr("data-layout") === "running") return;
+      if (this.userZoomed) this.scheduleLabels();
+      else this.fit(0);
+    }).observe(svg);
     this.emphasised = new Set(); // nodes whose labels are placed first
   }
 
   /**
    * Draw a /data response. The svg's data-layout attribute says where the
-   * layout is: "running", "ready" (first drawn, interactive, still settling)
-   * and "done" (settled), when the returned promise resolves.
+   * drawing is: "running" (being laid out), "ready" (drawn and interactive)
+   * and "done" (labels placed), when the returned promise resolves.
    */
   render(data, colorOf) {
-    if (this.simulation) this.simulation.stop();
+    if (this.animation) this.animation.stop();
     this.svg.attr("data-layout", "running");
     const nodes = data.nodes.map((n) => ({ ...n }));
     const byId = new Map(nodes.map((n) => [n.id, n]));
@@ -61,34 +84,52 @@ export class GraphView {
     this.nodes = nodes;
     this.edges = edges;
     this.byId = byId;
+    this.incident = new Map(nodes.map((n) => [n, []]));
+    for (const e of edges) {
+      this.incident.get(e.source).push(e);
+      if (e.target !== e.source) this.incident.get(e.target).push(e);
+      if (e.target === e.source) e.source.loop = true;
+    }
 
     const maxSelf = d3.max(nodes, (n) => n.self) || 1;
-    const maxRadius = Math.max(18, Math.min(46, 46 * Math.sqrt(100 / Math.max(nodes.length, 1))));
+    const maxTotal = d3.max(nodes, (n) => n.total) || 1;
+    const maxRadius = Math.max(18, Math.min(40, 40 * Math.sqrt(60 / Math.max(nodes.length, 1))));
     const maxWeight = d3.max(edges, (e) => e.weight) || 1;
-    for (const n of nodes) n.r = Math.max(MIN_RADIUS, maxRadius * Math.sqrt(n.self / maxSelf));
+    for (const n of nodes) {
+      n.r = Math.max(MIN_RADIUS, maxRadius * Math.sqrt(n.self / maxSelf));
+      n.importance = Math.max(n.total / maxTotal, n.self / maxSelf);
+    }
     for (const e of edges) e.width = Math.max(1, 12 * (e.weight / maxWeight));
-    placeInLayers(nodes, edges);
+    // The labels that must show: the heaviest by total or by self.
+    const ranked = [...nodes].sort((a, b) => b.importance - a.importance || b.total - a.total);
+    this.order = ranked;
+    const T = data.total_samples || 1;
+    const bySelf = [...nodes].filter((n) => n.self > 0).sort((a, b) => b.self - a.self).slice(0, MUST_LABEL_TOP);
+    this.mustLabel = new Set([...bySelf, ...ranked.filter((n) =>
+      n.importance >= MUST_LABEL || n.total >= MUST_TOTAL * T || n.self >= MUST_SELF * T).slice(0, MUST_LABEL_MAX)]);
 
     this.edgeSel = this.edgeLayer.selectAll("g.link")
       .data(edges)
       .join((enter) => {
         const g = enter.append("g").attr("class", "link");
-        g.append("path").attr("class", (e) => (e.inferred ? "edge inferred" : "edge"))
-          .attr("stroke-width", (e) => e.width);
+        g.append("path").attr("class", "edge");
         g.append("path").attr("class", "arrow");
         return g;
       });
+    this.edgeSel.select("path.edge")
+      .attr("class", (e) => (e.inferred ? "edge inferred" : "edge"))
+      .attr("stroke-width", (e) => e.width);
     this.nodeSel = this.nodeLayer.selectAll("g.node")
       .data(nodes, (n) => n.id)
       .join((enter) => {
         const g = enter.append("g").attr("class", "node");
         g.append("circle");
-        const text = g.append("text").attr("text-anchor", "middle");
+        const text = g.append("text");
         text.append("tspan").attr("class", "name");
-        text.append("tspan").attr("class", "pct").attr("x", 0);
+        text.append("tspan").attr("class", "pct");
         return g;
       });
-    this.nodeSel.attr("data-id", (n) => n.id);
+    this.nodeSel.attr("data-id", (n) => n.id).classed("pinned", false);
     this.nodeSel.select("circle").attr("r", (n) => n.r).attr("fill", (n) => colorOf(n));
     this.nodeSel.select("tspan.name").text((n) => shorten(n.funcname, 32));
     this.nodeSel.select("tspan.pct").text((n) => fmtPct(n.total, data.total_samples));
@@ -97,45 +138,80 @@ export class GraphView {
       .on("pointermove", (event, n) => this.on.hover(n, event))
       .on("pointerleave", (event, n) => this.on.leave(n))
       .on("click", (event, n) => { event.stopPropagation(); this.on.select(n); })
-      .on("dblclick", (event, n) => { event.stopPropagation(); n.fx = n.fy = null; this.updatePinned(); this.simulation.alpha(0.2).restart(); })
+      .on("dblclick", (event, n) => { event.stopPropagation(); this.release([n]); })
       .call(this.dragBehaviour());
     this.measureLabels();
 
-    const simulation = d3.forceSimulation(nodes)
-      .force("link", d3.forceLink(edges).distance((e) => e.source.r + e.target.r + 70))
-      .force("charge", d3.forceManyBody().strength((n) => -260 - 12 * n.r).distanceMax(900))
-      .force("collide", d3.forceCollide((n) => Math.max(n.r + 10, Math.min(n.labelWidth, 190) * 0.6)).strength(0.9))
-      .force("layer", d3.forceY((n) => n.layer * LEVEL_GAP).strength(0.3))
-      .force("order", d3.forceX((n) => n.x0).strength(0.05))
-      .alphaDecay(0.035)
-      .stop();
-    this.simulation = simulation;
+    // Labels keep their size on screen, so the room they need in the layout
+    // depends on the scale it is shown at. The scale wanted is the largest at
+    // which the layout made for it fits, found by bisection (the more room
+    // the labels get, the smaller the drawing must be shown).
     const started = performance.now();
-    while (simulation.alpha() > simulation.alphaMin() && performance.now() - started < LAYOUT_BUDGET_MS) simulation.tick();
-    this.tick();
+    const area = this.freeArea();
+    const aspect = (area.right - area.left) / Math.max(1, area.bottom - area.top);
+    const layoutFor = (scale) => {
+      layeredLayout(nodes, edges, {
+        aspect, labelHeight: LABEL_HEIGHT, labelScale: 1 / scale,
+        labelBudget: 0.6 * (area.right - area.left), mustLabel: (n) => this.mustLabel.has(n),
+      });
+      return this.bestFit(nodes, 1, []).scale;
+    };
+    const first = layoutFor(1);
+    if (first < 0.95) {
+      // Not below MIN_LAYOUT_SCALE: circles would be too small to see; there,
+      // the labels that do not fit are hidden instead.
+      let lo = MIN_LAYOUT_SCALE, hi = 1, good = MIN_LAYOUT_SCALE, last = null;
+      const rounds = nodes.length + edges.length > 1500 ? 2 : 6;
+      for (let round = 0; round < rounds; round++) {
+        last = round ? (lo + hi) / 2 : Math.max(first, MIN_LAYOUT_SCALE);
+        if (layoutFor(last) >= 0.97 * last) {
+          lo = good = last;
+        } else {
+          hi = last;
+          if (last === MIN_LAYOUT_SCALE) break;
+        }
+      }
+      if (good === MIN_LAYOUT_SCALE && hi === MIN_LAYOUT_SCALE) layoutFor(1); // nothing fits: labels that do not fit are hidden
+      else if (last !== good) layoutFor(good);
+    }
+    // Fill the window: spread a wide drawing downwards, a tall one sideways.
+    let [stretchX, stretchY] = [1, 1];
+    let fitted = this.bestFit(nodes, MAX_SCALE, []);
+    for (let round = 0; round < 3 && fitted.scale < 0.99 * MAX_SCALE; round++) {
+      const [x0, x1, y0, y1] = extentOf(nodes);
+      const grow = (spare, size, sofar, max) => (spare > 40 ? Math.min(max / sofar, 1 + spare / (size * fitted.scale || 1)) : 1);
+      const fx = grow(fitted.spare[0], x1 - x0, stretchX, MAX_STRETCH_X);
+      const fy = grow(fitted.spare[1], y1 - y0, stretchY, MAX_STRETCH_Y);
+      if (fx < 1.02 && fy < 1.02) break;
+      stretch(nodes, edges, fx, fy);
+      const next = this.bestFit(nodes, MAX_SCALE, []);
+      stretchX *= fx;
+      stretchY *= fy;
+      fitted = next;
+    }
+    // Where keeping clear of the panels (the legend) would cost much of the
+    // scale, the page may fold them.
+    if (this.bestFit(nodes, MAX_SCALE).scale < 0.9 * fitted.scale && this.on.crowded) this.on.crowded();
+    this.svg.attr("data-layout-ms", Math.round(performance.now() - started));
+    this.edgeSel.classed("back", (e) => !!e.back);
+    this.redraw();
     this.fit(0);
     this.svg.attr("data-layout", "ready");
-
     return new Promise((resolve) => {
-      const settled = () => {
+      requestAnimationFrame(() => {
+        this.placeLabels();
         this.svg.attr("data-layout", "done");
-        this.scheduleLabels();
         resolve();
-      };
-      simulation.on("tick", () => this.tick());
-      if (simulation.alpha() <= simulation.alphaMin()) {
-        settled();
-      } else {
-        simulation.on("end", () => { simulation.on("end", null); this.fit(300); settled(); });
-        simulation.restart();
-      }
+      });
     });
   }
 
-  /** Position every element from the simulation's coordinates. */
-  tick() {
-    this.nodeSel.attr("transform", (n) => `translate(${n.x},${n.y})`);
-    this.edgeSel.each(function (e) {
+  /** Position every element (or those of the given nodes) from the nodes' coordinates. */
+  redraw(moved = null) {
+    const nodeSel = moved ? this.nodeSel.filter((n) => moved.has(n)) : this.nodeSel;
+    nodeSel.attr("transform", (n) => `translate(${n.x},${n.y})`);
+    const edgeSel = moved ? this.edgeSel.filter((e) => moved.has(e.source) || moved.has(e.target)) : this.edgeSel;
+    edgeSel.each(function (e) {
       const shape = edgeShape(e);
       const paths = this.childNodes;
       paths[0].setAttribute("d", shape.line);
@@ -144,50 +220,97 @@ export class GraphView {
     this.scheduleLabels();
   }
 
+  /** Dragging a node moves it and pins it there; the rest of the layout stays. */
   dragBehaviour() {
     return d3.drag()
       .clickDistance(4)
-      .on("start", (event, n) => {
-        if (!event.active) this.simulation.alphaTarget(0.15).restart();
-        n.fx = n.x;
-        n.fy = n.y;
-      })
+      .on("start", () => { if (this.animation) this.animation.stop(); })
       .on("drag", (event, n) => {
-        n.fx = event.x;
-        n.fy = event.y;
+        n.x = event.x;
+        n.y = event.y;
+        n.pinned = true;
+        this.redraw(new Set([n]));
       })
-      .on("end", (event) => {
-        if (!event.active) this.simulation.alphaTarget(0);
-        this.updatePinned();
-      });
+      .on("end", () => this.updatePinned());
   }
 
   updatePinned() {
-    this.nodeSel.classed("pinned", (n) => n.fx !== null && n.fx !== undefined);
+    this.nodeSel.classed("pinned", (n) => !!n.pinned);
+  }
+
+  /** Move nodes back to their places in the layout. */
+  release(nodes) {
+    const moving = nodes.filter((n) => n.x !== n.homeX || n.y !== n.homeY);
+    for (const n of nodes) n.pinned = false;
+    this.updatePinned();
+    if (!moving.length) return;
+    if (this.animation) this.animation.stop();
+    const from = new Map(moving.map((n) => [n, [n.x, n.y]]));
+    const set = new Set(moving);
+    const ease = d3.easeCubicInOut;
+    this.animation = d3.timer((elapsed) => {
+      const t = Math.min(1, elapsed / 350), k = ease(t);
+      for (const [n, [x, y]] of from) {
+        n.x = x + (n.homeX - x) * k;
+        n.y = y + (n.homeY - y) * k;
+      }
+      this.redraw(set);
+      if (t === 1) {
+        this.animation.stop();
+        this.animation = null;
+      }
+    });
   }
 
   /** Release every dragged node. */
   unpinAll() {
-    for (const n of this.nodes || []) n.fx = n.fy = null;
-    this.updatePinned();
-    if (this.simulation) this.simulation.alpha(0.3).restart();
+    this.release(this.nodes || []);
+  }
+
+  /** The part of the svg not covered by a panel at the right (in the svg's pixels). */
+  freeArea() {
+    const { width, height } = this.svg.node().getBoundingClientRect();
+    const { right = 0 } = this.on.obstacles();
+    return { left: 0, top: 0, right: Math.max(width - right, width / 3), bottom: height };
   }
 
   /**
-   * Zoom so that the given nodes (default: all) fill the view, up to
-   * `maxScale`, leaving
-   * `this.insets` (left and right, in pixels) free for overlaid panels.
+   * Zoom so that the given nodes (default: all) and their labels fill the
+   * free area, up to `maxScale`. An overlaid panel (the legend) is kept clear
+   * of them: if the best fit would put a function under it, the graph is
+   * fitted beside or below the panel instead, whichever shows it larger.
    */
-  fit(duration = 400, nodes = this.nodes, maxScale = 1.6) {
+  fit(duration = 400, nodes = this.nodes, maxScale = MAX_SCALE) {
     if (!nodes || !nodes.length) return;
-    const { width, height } = this.svg.node().getBoundingClientRect();
-    const pad = 32, { left, right } = this.insets();
-    const x0 = d3.min(nodes, (n) => n.x - n.r - 60), x1 = d3.max(nodes, (n) => n.x + n.r + 60);
-    const y0 = d3.min(nodes, (n) => n.y - n.r - 10), y1 = d3.max(nodes, (n) => n.y + n.r + 34);
-    const free = width - left - right - 2 * pad;
-    const scale = Math.min(maxScale, Math.max(0.03, Math.min(free / (x1 - x0), (height - 2 * pad) / (y1 - y0))));
-    const t = d3.zoomIdentity.translate(left + pad + free / 2, height / 2).scale(scale).translate(-(x0 + x1) / 2, -(y0 + y1) / 2);
-    (duration ? this.svg.transition().duration(duration) : this.svg).call(this.zoom.transform, t);
+    this.userZoomed = false;
+    const { transform } = this.bestFit(nodes, maxScale);
+    (duration ? this.svg.transition().duration(duration) : this.svg).call(this.zoom.transform, transform);
+  }
+
+  /** The transform for fit(): {transform, scale}. */
+  bestFit(nodes, maxScale, panels = this.on.obstacles().panels || []) {
+    const area = this.freeArea();
+    const full = fitInto(nodes, area, maxScale);
+    const clear = (t) => !panels.some((p) => coversAny(t, nodes, p));
+    if (clear(full.transform)) return full;
+    // Slide the drawing about the free area, a little smaller each time,
+    // until it clears the panels (its empty corners can go under them).
+    const width = area.right - area.left - 2 * FIT_PAD, height = area.bottom - area.top - 2 * FIT_PAD;
+    const steps = [0.5, 0.25, 0.75, 0, 1];
+    for (let scale = full.scale, i = 0; i < 30; i++, scale *= 0.97) {
+      const [x0, x1, y0, y1] = extentAt(nodes, scale);
+      for (const fy of steps) {
+        for (const fx of steps) {
+          const tx = area.left + FIT_PAD + fx * Math.max(0, width - (x1 - x0)) - x0;
+          const ty = area.top + FIT_PAD + fy * Math.max(0, height - (y1 - y0)) - y0;
+          const transform = d3.zoomIdentity.translate(tx, ty).scale(scale);
+          if (clear(transform)) {
+            return { transform, scale, spare: [width - (x1 - x0), height - (y1 - y0)] };
+          }
+        }
+      }
+    }
+    return full;
   }
 
   /**
@@ -215,12 +338,13 @@ export class GraphView {
     this.scheduleLabels();
   }
 
-  /** Measure each label once (at the base font size) for collision tests. */
+  /** Measure each label once (at the base font size) for the layout and collision tests. */
   measureLabels() {
     this.viewport.style("font-size", `${LABEL_PX}px`);
     this.nodeSel.each(function (n) {
-      const name = this.querySelector("tspan.name");
-      n.labelWidth = name.getComputedTextLength() + 6;
+      const name = this.querySelector("tspan.name"), pct = this.querySelector("tspan.pct");
+      n.nameWidth = name.getComputedTextLength() + 4;
+      n.labelWidth = Math.max(n.nameWidth, 0.85 * pct.getComputedTextLength() + 4);
     });
   }
 
@@ -234,9 +358,11 @@ export class GraphView {
 
   /**
    * Keep labels LABEL_PX tall on screen and show as many as fit: emphasised
-   * nodes first, then the heaviest, each below, above, right or left of its
-   * circle, wherever it covers no other label or circle (a grid of screen
-   * cells keeps this linear). Labels that fit nowhere are hidden.
+   * nodes first, then the heaviest, each right, left, below or above its
+   * circle (name and share, else the name alone), wherever it covers no
+   * other label, circle or overlaid panel (a
+   * grid of screen cells keeps this linear). The heaviest functions' labels
+   * are shown even where crowded; other labels that fit nowhere are hidden.
    */
   placeLabels() {
     if (!this.nodeSel) return;
@@ -244,44 +370,141 @@ export class GraphView {
     this.viewport.style("font-size", `${LABEL_PX / k}px`);
     this.nodeSel.select("text").attr("stroke-width", 3 / k);
     const grid = new BoxGrid(80);
+    // Panels and the edges of the view are walls (labels past an edge could not be read).
+    const { panels = [] } = this.on.obstacles();
+    const { width, height } = this.svg.node().getBoundingClientRect();
+    const m = 400; // wide enough for any label to hit
+    const walls = [
+      ...panels.map((p) => [p.left - 4, p.top - 4, p.right + 4, p.bottom + 4]),
+      [-m, -m, 2, height + m], [width - 2, -m, width + m, height + m], [-m, -m, width + m, 2], [-m, height - 2, width + m, height + m],
+    ];
+    const onScreen = (box) => box[2] > 0 && box[0] < width && box[3] > 0 && box[1] < height;
+    for (const wall of walls) grid.add(wall);
     const screen = new Map();
+    const heavyCircles = new BoxGrid(80);
     for (const n of this.nodes) {
       const [sx, sy] = this.transform.apply([n.x, n.y]);
       const r = n.r * k;
       const circle = [sx - r, sy - r, sx + r, sy + r];
       screen.set(n, [sx, sy, r, circle]);
+      if (!onScreen(circle)) continue;
       grid.add(circle);
+      // (A heavy function's circle may be grazed by a label that has nowhere else to go.)
+      if (this.mustLabel.has(n)) heavyCircles.add([sx - 0.6 * r, sy - 0.6 * r, sx + 0.6 * r, sy + 0.6 * r]);
     }
     const first = this.emphasised;
-    const order = [...this.nodes].sort((a, b) =>
-      first.has(b) - first.has(a) || b.total + b.self - (a.total + a.self));
-    const height = 2.1 * LABEL_PX;
+    const order = first.size ? [...this.order].sort((a, b) => first.has(b) - first.has(a)) : this.order;
+    const labels = new BoxGrid(80);
     for (const n of order) {
       const [sx, sy, r, own] = screen.get(n);
-      const w = n.labelWidth;
       n.labelSide = null;
-      for (const [side, box] of [
-        ["below", [sx - w / 2, sy + r + 2, sx + w / 2, sy + r + 2 + height]],
-        ["above", [sx - w / 2, sy - r - 2 - height, sx + w / 2, sy - r - 2]],
-        ["right", [sx + r + 4, sy - height / 2, sx + r + 4 + w, sy + height / 2]],
-        ["left", [sx - r - 4 - w, sy - height / 2, sx - r - 4, sy + height / 2]],
-      ]) {
-        if (!grid.clashes(box, own)) {
-          grid.add(box);
-          n.labelSide = side;
-          break;
-        }
+      if (!onScreen(own)) continue;
+      // Name and share on two lines; where that fits nowhere, the name alone.
+      const candidates = [];
+      for (const [compact, h] of [[false, LABEL_HEIGHT], [true, COMPACT_HEIGHT]]) {
+        const w = compact ? n.nameWidth : n.labelWidth;
+        candidates.push(
+          [compact, "right", [sx + r + 4, sy - h / 2, sx + r + 4 + w, sy + h / 2]],
+          [compact, "left", [sx - r - 4 - w, sy - h / 2, sx - r - 4, sy + h / 2]],
+          [compact, "below", [sx - w / 2, sy + r + 2, sx + w / 2, sy + r + 2 + h]],
+          [compact, "above", [sx - w / 2, sy - r - 2 - h, sx + w / 2, sy - r - 2]],
+          [compact, "below-start", [sx - r, sy + r + 2, sx - r + w, sy + r + 2 + h]],
+          [compact, "above-start", [sx - r, sy - r - 2 - h, sx - r + w, sy - r - 2]],
+        );
+      }
+      let chosen = candidates.find(([, , box]) => !grid.clashes(box, own));
+      if (!chosen && this.mustLabel.has(n)) {
+        // Crowded: over light functions' circles if need be, but never over another label,
+        // a heavy function or a wall.
+        chosen = candidates.find(([, , box]) => !labels.clashes(box) && !heavyCircles.clashes(box, own)
+          && !walls.some((wall) => overlaps(box, wall)));
+      }
+      if (chosen) {
+        grid.add(chosen[2]);
+        labels.add(chosen[2]);
+        n.labelCompact = chosen[0];
+        n.labelSide = chosen[1];
       }
     }
     const line = (LABEL_PX + 1) / k;
-    this.nodeSel.classed("label-hidden", (n) => !n.labelSide);
-    this.nodeSel.select("text")
-      .attr("text-anchor", (n) => ({ right: "start", left: "end" })[n.labelSide] || "middle");
-    const dx = (n) => ({ right: n.r + 4 / k, left: -n.r - 4 / k })[n.labelSide] || 0;
-    const dy = (n) => ({ below: n.r + line, above: -n.r - 1.3 * line, right: -0.1 * line, left: -0.1 * line })[n.labelSide] || n.r + line;
+    this.nodeSel.classed("label-hidden", (n) => !n.labelSide).classed("label-compact", (n) => !!n.labelCompact);
+    const anchor = { right: "start", left: "end", "below-start": "start", "above-start": "start" };
+    this.nodeSel.select("text").attr("text-anchor", (n) => anchor[n.labelSide] || "middle");
+    const dx = (n) => ({ right: n.r + 4 / k, left: -n.r - 4 / k, "below-start": -n.r, "above-start": -n.r })[n.labelSide] || 0;
+    const side = (n) => (n.labelSide || "below").replace("-start", "");
+    const dy = (n) => (n.labelCompact
+      ? { below: n.r + line, above: -n.r - 0.4 * line, right: 0.35 * line, left: 0.35 * line }
+      : { below: n.r + line, above: -n.r - 1.3 * line, right: -0.1 * line, left: -0.1 * line })[side(n)];
     this.nodeSel.select("tspan.name").attr("x", dx).attr("y", dy);
     this.nodeSel.select("tspan.pct").attr("x", dx).attr("dy", "1.15em");
   }
+}
+
+/**
+ * The transform showing `nodes` with their labels (to the right of their
+ * circles, constant in pixels) as large as possible, up to `maxScale`,
+ * centred in `area`: {transform, scale}.
+ */
+function fitInto(nodes, area, maxScale) {
+  const width = area.right - area.left - 2 * FIT_PAD, height = area.bottom - area.top - 2 * FIT_PAD;
+  const extent = (s) => extentAt(nodes, s);
+  const fits = (s) => {
+    const [x0, x1, y0, y1] = extent(s);
+    return x1 - x0 <= width && y1 - y0 <= height;
+  };
+  let scale = maxScale;
+  if (!fits(scale)) {
+    let lo = 0.03, hi = maxScale;
+    for (let i = 0; i < 40; i++) {
+      const mid = (lo + hi) / 2;
+      if (fits(mid)) lo = mid;
+      else hi = mid;
+    }
+    scale = lo;
+  }
+  const [x0, x1, y0, y1] = extent(scale);
+  const tx = area.left + FIT_PAD + (width - (x1 - x0)) / 2 - x0;
+  const ty = area.top + FIT_PAD + Math.max(0, (height - (y1 - y0)) / 2) - y0;
+  return {
+    transform: d3.zoomIdentity.translate(tx, ty).scale(scale), scale,
+    spare: [width - (x1 - x0), height - (y1 - y0)],
+  };
+}
+
+/**
+ * [x0, x1, y0, y1]: the extent in pixels of the nodes with their labels (to
+ * the right) at scale s, relative to the origin: x * s + pixels, so the
+ * drawing's size is convex in s.
+ */
+function extentAt(nodes, s) {
+  let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+  for (const n of nodes) {
+    const r = n.r * s;
+    x0 = Math.min(x0, n.x * s - r);
+    x1 = Math.max(x1, n.x * s + r + 4 + n.labelWidth);
+    y0 = Math.min(y0, n.y * s - Math.max(r, LABEL_HEIGHT / 2));
+    y1 = Math.max(y1, n.y * s + Math.max(r, LABEL_HEIGHT / 2));
+  }
+  return [x0, x1, y0, y1];
+}
+
+/** [x0, x1, y0, y1]: the nodes' centres' extent. */
+function extentOf(nodes) {
+  return [d3.min(nodes, (n) => n.x), d3.max(nodes, (n) => n.x), d3.min(nodes, (n) => n.y), d3.max(nodes, (n) => n.y)];
+}
+
+/** Would a circle or label of `nodes` be under the panel `p` with this transform? */
+function coversAny(transform, nodes, p) {
+  const wall = [p.left - 6, p.top - 6, p.right + 6, p.bottom + 6];
+  return nodes.some((n) => {
+    const [sx, sy] = transform.apply([n.x, n.y]);
+    const r = n.r * transform.k;
+    return overlaps([sx - r, sy - Math.max(r, LABEL_HEIGHT / 2), sx + r + 4 + n.labelWidth, sy + Math.max(r, LABEL_HEIGHT / 2)], wall);
+  });
+}
+
+function overlaps(a, b) {
+  return a[0] < b[2] && b[0] < a[2] && a[1] < b[3] && b[1] < a[3];
 }
 
 /** Rectangles [x0, y0, x1, y1] in screen space, bucketed in square cells for overlap tests. */
@@ -306,10 +529,10 @@ class BoxGrid {
   }
 
   /** Does `box` overlap any stored box other than `except`? */
-  clashes(box, except) {
+  clashes(box, except = null) {
     for (const key of this.keys(box)) {
       for (const o of this.cells.get(key) || []) {
-        if (o !== except && box[0] < o[2] && o[0] < box[2] && box[1] < o[3] && o[1] < box[3]) return true;
+        if (o !== except && overlaps(box, o)) return true;
       }
     }
     return false;
@@ -317,85 +540,51 @@ class BoxGrid {
 }
 
 /**
- * Assign each node a call depth (`layer`, breadth-first from the roots) and a
- * starting position: layer by layer, each node goes under the mean position
- * of its callers, then the layer is spread so labels do not overlap. The
- * simulation keeps a weak pull towards that order (`x0`), which keeps
- * callers above their callees and few edges crossing.
+ * SVG path data for an edge: from the caller down (or, for a call back up a
+ * cycle, up) through its waypoints to an arrowhead on the callee's rim, each
+ * stretch a curve leaving and arriving vertically. Waypoints follow a dragged
+ * end, the nearer the more.
  */
-function placeInLayers(nodes, edges) {
-  const callees = new Map(nodes.map((n) => [n, []]));
-  const callers = new Map(nodes.map((n) => [n, []]));
-  for (const e of edges) {
-    if (e.source === e.target) continue;
-    callees.get(e.source).push(e.target);
-    callers.get(e.target).push(e.source);
-  }
-  for (const n of nodes) n.layer = undefined;
-  const byWeight = [...nodes].sort((a, b) => b.total - a.total);
-  let frontier = byWeight.filter((n) => !callers.get(n).length);
-  if (!frontier.length && byWeight.length) frontier = [byWeight[0]];
-  for (const n of frontier) n.layer = 0;
-  // Nodes only reachable through a cycle start a new search from the heaviest of them.
-  for (;;) {
-    while (frontier.length) {
-      const next = [];
-      for (const n of frontier) {
-        for (const c of callees.get(n)) {
-          if (c.layer === undefined) { c.layer = n.layer + 1; next.push(c); }
-        }
-      }
-      frontier = next;
-    }
-    const rest = byWeight.find((n) => n.layer === undefined);
-    if (!rest) break;
-    rest.layer = 0;
-    frontier = [rest];
-  }
-  const layers = d3.groups(byWeight, (n) => n.layer).sort((a, b) => a[0] - b[0]);
-  for (const [layer, members] of layers) {
-    for (const n of members) {
-      const above = callers.get(n).filter((c) => c.layer < layer);
-      n.x0 = above.length ? d3.mean(above, (c) => c.x0) : 0;
-    }
-    members.sort((a, b) => a.x0 - b.x0);
-    const wanted = d3.mean(members, (n) => n.x0);
-    for (let i = 1; i < members.length; i++) members[i].x0 = Math.max(members[i].x0, members[i - 1].x0 + NODE_GAP);
-    const shift = wanted - d3.mean(members, (n) => n.x0);
-    for (const n of members) {
-      n.x0 += shift;
-      n.x = n.x0;
-      n.y = layer * LEVEL_GAP;
-    }
-  }
-}
-
-/** SVG path data for an edge: a gentle curve ending at an arrowhead on the callee's rim. */
 function edgeShape(e) {
   const s = e.source, t = e.target;
   const head = 5 + 1.1 * e.width, half = 2.5 + 0.9 * e.width;
   if (s === t) {
-    const a0 = (-130 * Math.PI) / 180, a1 = (-50 * Math.PI) / 180, reach = s.r + 34 + e.width;
+    // A loop on the left of the circle.
+    const a0 = (150 * Math.PI) / 180, a1 = (210 * Math.PI) / 180, reach = s.r + 26 + e.width;
     const p0 = [s.x + s.r * Math.cos(a0), s.y + s.r * Math.sin(a0)];
     const tip = [s.x + s.r * Math.cos(a1), s.y + s.r * Math.sin(a1)];
-    const c0 = [s.x + reach * Math.cos(a0 - 0.3), s.y + reach * Math.sin(a0 - 0.3)];
-    const c1 = [s.x + reach * Math.cos(a1 + 0.3), s.y + reach * Math.sin(a1 + 0.3)];
+    const c0 = [s.x + reach * Math.cos(a0 - 0.35), s.y + reach * Math.sin(a0 - 0.35)];
+    const c1 = [s.x + reach * Math.cos(a1 + 0.35), s.y + reach * Math.sin(a1 + 0.35)];
     const u = unit(tip[0] - c1[0], tip[1] - c1[1]);
     const base = [tip[0] - u[0] * head, tip[1] - u[1] * head];
-    return {
-      line: `M${p0}C${c0} ${c1} ${base}`,
-      head: arrowHead(tip, base, u, half),
-    };
+    return { line: `M${p0}C${c0} ${c1} ${base}`, head: arrowHead(tip, base, u, half) };
   }
-  const dx = t.x - s.x, dy = t.y - s.y, dist = Math.hypot(dx, dy) || 1;
-  const bend = Math.min(0.12 * dist, 40);
-  const c = [(s.x + t.x) / 2 - (dy / dist) * bend, (s.y + t.y) / 2 + (dx / dist) * bend];
-  const us = unit(c[0] - s.x, c[1] - s.y);
+  const ds = [s.x - (s.homeX ?? s.x), s.y - (s.homeY ?? s.y)], dt = [t.x - (t.homeX ?? t.x), t.y - (t.homeY ?? t.y)];
+  const way = (e.points || []).map((p, i, all) => {
+    const f = (i + 1) / (all.length + 1);
+    return [p.x + ds[0] * (1 - f) + dt[0] * f, p.y + ds[1] * (1 - f) + dt[1] * f];
+  });
+  const points = [[s.x, s.y], ...way, [t.x, t.y]];
+  // A call back up to an adjacent layer bows out to the right, clear of the call down.
+  const bow = e.back && !way.length ? 16 + 2 * Math.max(s.r, t.r) : 0;
+  const controls = [];
+  for (let i = 0; i + 1 < points.length; i++) {
+    const p = points[i], q = points[i + 1];
+    const dy = q[1] - p[1];
+    const reach = Math.sign(dy || 1) * Math.max(Math.abs(dy) / 2, 24);
+    controls.push([[p[0] + bow, p[1] + reach], [q[0] + bow, q[1] - reach]]);
+  }
+  const us = unit(controls[0][0][0] - s.x, controls[0][0][1] - s.y);
   const start = [s.x + us[0] * s.r, s.y + us[1] * s.r];
-  const ut = unit(t.x - c[0], t.y - c[1]);
+  const lastControl = controls[controls.length - 1][1];
+  const ut = unit(t.x - lastControl[0], t.y - lastControl[1]);
   const tip = [t.x - ut[0] * (t.r + 1.5), t.y - ut[1] * (t.r + 1.5)];
   const base = [tip[0] - ut[0] * head, tip[1] - ut[1] * head];
-  return { line: `M${start}Q${c} ${base}`, head: arrowHead(tip, base, ut, half) };
+  points[0] = start;
+  points[points.length - 1] = base;
+  let line = `M${start}`;
+  controls.forEach(([c0, c1], i) => { line += `C${c0} ${c1} ${points[i + 1]}`; });
+  return { line, head: arrowHead(tip, base, ut, half) };
 }
 
 function arrowHead(tip, base, u, half) {

@@ -35,18 +35,26 @@ const legend = new Legend(legendElement, {
     applyHighlight();
     showLegend();
   },
+  resized: () => view.scheduleLabels(),
 });
 const view = new GraphView(document.getElementById("graph"), {
   hover: (n, event) => tooltip.show(n, event, state.data.total_samples),
   leave: () => tooltip.hide(),
   select: (n) => select(state.selected === n ? null : n),
   background: () => select(null),
-  insets: () => ({ left: overlayWidth(legendElement), right: overlayWidth(detailsElement) }),
+  obstacles,
+  crowded: () => legend.autoFold(),
 });
 
-/** Width an overlaid panel covers, when it is shown and the window is wide enough to keep it clear. */
-function overlayWidth(element) {
-  return !element.hidden && app.clientWidth > 900 ? element.offsetWidth + 16 : 0;
+/** What covers the graph: the details panel at the right, and the legend. */
+function obstacles() {
+  const svg = app.getBoundingClientRect();
+  const panels = [];
+  if (!legendElement.hidden && legendElement.offsetWidth) {
+    const box = legendElement.getBoundingClientRect();
+    panels.push({ left: box.left - svg.left, top: box.top - svg.top, right: box.right - svg.left, bottom: box.bottom - svg.top });
+  }
+  return { right: detailsElement.hidden ? 0 : detailsElement.offsetWidth + 8, panels };
 }
 
 const colorOf = (n) => state.colors.get(n.group) || OTHER_COLOR;
@@ -58,20 +66,60 @@ function currentParams() {
   return params;
 }
 
+/**
+ * "auto" (no max_nodes in the URL): functions with at least this share of
+ * the samples (pprof's default node fraction), but at least AUTO_MIN and at
+ * most AUTO_CAP. The first request asks for AUTO_CAP, which /view already
+ * started building (its default max_nodes); when fewer functions reach the
+ * share, a second asks the server to trim the graph to them, so that calls
+ * through the hidden functions are still drawn (dashed).
+ */
+const AUTO_SHARE = 0.005;
+const AUTO_MIN = 20;
+const AUTO_CAP = 100;
+const maxNodes = document.getElementById("max-nodes");
+if (!new URLSearchParams(location.search).has("max_nodes")) maxNodes.value = "";
+let loading = 0;
+
+async function fetchData(params) {
+  const response = await fetch(`/data?${params}`);
+  const body = await response.json();
+  if (!response.ok) throw new Error(body.error ? body.error.message : response.statusText);
+  return [body, params];
+}
+
+/** How many functions "auto" shows of this response (the heaviest first). */
+function autoCount(body) {
+  const enough = body.nodes.filter((n) => n.total >= AUTO_SHARE * body.total_samples).length;
+  return Math.max(enough, Math.min(AUTO_MIN, body.nodes.length));
+}
+
 async function load() {
   const params = currentParams();
   history.replaceState(null, "", `/view?${params}`);
+  const auto = !params.has("max_nodes");
+  const ticket = ++loading;
   showMessage("Loading the call graph…");
   status.replaceChildren();
-  let body;
+  let body, drawn;
   try {
-    const response = await fetch(`/data?${params}`);
-    body = await response.json();
-    if (!response.ok) throw new Error(body.error ? body.error.message : response.statusText);
+    if (auto) {
+      params.set("max_nodes", String(AUTO_CAP));
+      [body, drawn] = await fetchData(params);
+      const wanted = autoCount(body);
+      if (wanted < body.nodes.length && ticket === loading) {
+        const fewer = new URLSearchParams(params);
+        fewer.set("max_nodes", String(wanted));
+        [body, drawn] = await fetchData(fewer);
+      }
+    } else {
+      [body, drawn] = await fetchData(params);
+    }
   } catch (error) {
-    showMessage(`Cannot show this graph: ${error.message}`, true);
+    if (ticket === loading) showMessage(`Cannot show this graph: ${error.message}`, true);
     return;
   }
+  if (ticket !== loading) return; // the controls changed meanwhile
   if (!body.nodes.length) {
     showMessage("This profile has no samples to draw.");
     return;
@@ -83,12 +131,13 @@ async function load() {
   message.hidden = true;
   state.data = body;
   showLegend();
-  const drawn = view.render(body, colorOf);
+  showStatus(body, auto); // before drawing: it can change the height left for the graph
+  app.dataset.drawn = `/data?${drawn}`;
+  const done = view.render(body, colorOf);
   state.data = { ...body, nodes: view.nodes, edges: view.edges };
   app.dataset.nodes = String(view.nodes.length);
-  showStatus(body);
   applySearch();
-  await drawn;
+  await done;
 }
 
 function showMessage(text, isError = false) {
@@ -97,12 +146,15 @@ function showMessage(text, isError = false) {
   message.hidden = false;
 }
 
-function showStatus(data) {
+function showStatus(data, auto) {
   const shown = data.nodes.length;
   const parts = [el("strong", {}, fmtInt(data.total_samples)), " samples · "];
   if (data.hidden_nodes) {
-    parts.push(`showing the ${fmtInt(shown)} heaviest of ${fmtInt(data.node_count)} functions; hidden: `,
-      el("strong", {}, fmtInt(data.hidden_nodes)), ` functions with ${fmtPct(data.hidden_samples, data.total_samples)} of samples`);
+    const share = auto && data.nodes.every((n) => n.total >= AUTO_SHARE * data.total_samples);
+    parts.push(share
+      ? `showing the ${fmtInt(shown)} of ${fmtInt(data.node_count)} functions with at least ${100 * AUTO_SHARE}% of samples; hidden: `
+      : `showing the ${fmtInt(shown)} heaviest of ${fmtInt(data.node_count)} functions; hidden: `,
+    el("strong", {}, fmtInt(data.hidden_nodes)), ` functions with ${fmtPct(data.hidden_samples, data.total_samples)} of samples`);
     if (data.hidden_edges) parts.push(` and ${fmtInt(data.hidden_edges)} light calls`);
   } else {
     parts.push(`all ${fmtInt(shown)} functions`);

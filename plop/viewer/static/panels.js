@@ -134,11 +134,28 @@ function swatch(color) {
   return s;
 }
 
-/** Colour key by package plus what the marks mean; clicking a package highlights it. */
+/**
+ * Colour key by package plus what the marks mean; clicking a package
+ * highlights it. Its heading folds it away (remembered by the browser); the
+ * page folds it where the graph needs the room, unless the user unfolded it
+ * before. The key to the marks is folded until asked for.
+ */
 export class Legend {
-  constructor(element, { toggleGroup }) {
+  constructor(element, { toggleGroup, resized }) {
     this.element = element;
     this.toggleGroup = toggleGroup;
+    this.resized = resized;
+    this.collapsed = readSetting(FOLD_SETTING) === "1";
+    this.keyOpen = false;
+  }
+
+  /** Fold the legend to make room, unless the user unfolded it before. */
+  autoFold() {
+    if (this.collapsed || readSetting(FOLD_SETTING) === "0") return;
+    this.collapsed = true;
+    this.element.classList.add("collapsed");
+    const toggle = this.element.querySelector(".fold");
+    if (toggle) toggle.setAttribute("aria-expanded", "false");
   }
 
   /** `groups`: [{name, color, self, members?}]; `active`: the highlighted entry's name. */
@@ -150,16 +167,48 @@ export class Legend {
       item.addEventListener("click", () => this.toggleGroup(g));
       list.append(item);
     }
-    this.element.replaceChildren(
-      el("h2", {}, "Package · own time"),
-      list,
-      el("div", { class: "key" },
-        el("div", {}, "Circle area: samples in the function itself"),
-        el("div", {}, "Arrow width: samples under the call"),
-        el("div", {}, "Dashed: the call passes through hidden functions"),
-        el("div", {}, "Drag to pin · double-click to release"),
-      ),
+    const toggle = el("button", { type: "button", class: "fold", "aria-expanded": String(!this.collapsed), title: "Show or hide the legend" },
+      "Package · own time");
+    toggle.addEventListener("click", () => {
+      this.collapsed = !this.collapsed;
+      writeSetting(FOLD_SETTING, this.collapsed ? "1" : "0");
+      this.element.classList.toggle("collapsed", this.collapsed);
+      toggle.setAttribute("aria-expanded", String(!this.collapsed));
+      this.resized();
+    });
+    const key = el("details", { class: "key" },
+      el("summary", {}, "How to read"),
+      el("div", {}, "Callers above callees, by call depth"),
+      el("div", {}, "Circle area: samples in the function itself"),
+      el("div", {}, "Arrow width: samples under the call"),
+      el("div", {}, "Dashed: the call passes through hidden functions"),
+      el("div", {}, "Drag to pin · double-click to release"),
     );
+    key.open = this.keyOpen;
+    key.addEventListener("toggle", () => {
+      this.keyOpen = key.open;
+      this.resized();
+    });
+    this.element.replaceChildren(el("h2", {}, toggle), list, key);
+    this.element.classList.toggle("collapsed", this.collapsed);
     this.element.hidden = false;
+  }
+}
+
+const FOLD_SETTING = "plop.legend.collapsed";
+
+function readSetting(name) {
+  try {
+    return window.localStorage.getItem(name);
+  } catch {
+    return null;
+  }
+}
+
+function writeSetting(name, value) {
+  try {
+    window.localStorage.setItem(name, value);
+  } catch {
+    // storage refused (private mode): the setting lasts for this page only
   }
 }
