@@ -21,6 +21,7 @@ const LABEL_GAP = 6;      // between a circle and its label
 const LABEL_SLACK = 8;    // after a label that must show, in pixels
 const COMPONENT_GAP = 70; // between components
 const LOOP_ROOM = 30;     // left of a recursive function, for its loop
+const MAX_WAYPOINTS = 4000;
 
 /**
  * Lay out `nodes` (with r, labelWidth, total, self) and `edges` (source,
@@ -197,9 +198,20 @@ function layoutComponent(nodes, edges, ctx) {
     a.down.push({ item: b, s });
     b.up.push({ item: a, s });
   };
+  // In a very large graph only the heaviest long calls get waypoints (the others
+  // are drawn straight across), so that the work stays bounded.
+  let budget = MAX_WAYPOINTS;
+  const routed = new Set();
+  for (const d of [...dag].sort((a, b) => b.edge.weight - a.edge.weight)) {
+    const span = layer.get(d.to) - layer.get(d.from) - 1;
+    if (span <= budget) {
+      routed.add(d);
+      budget -= span;
+    }
+  }
   for (const d of dag) {
     const e = d.edge, s = ctx.strength(e);
-    const top = layer.get(d.from), bottom = layer.get(d.to);
+    const top = layer.get(d.from), bottom = routed.has(d) ? layer.get(d.to) : top + 1;
     let prev = itemOf.get(d.from);
     const chain = [];
     for (let l = top + 1; l < bottom; l++) {
