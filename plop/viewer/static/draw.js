@@ -191,7 +191,7 @@ export class GraphView {
     }
     // Where keeping clear of the panels (the legend) would cost much of the
     // scale, the page may fold them.
-    if (this.bestFit(nodes, MAX_SCALE).scale < 0.9 * fitted.scale && this.on.crowded) this.on.crowded();
+    if (this.bestFit(nodes, MAX_SCALE).scale < 0.8 * fitted.scale && this.on.crowded) this.on.crowded();
     this.svg.attr("data-layout-ms", Math.round(performance.now() - started));
     this.edgeSel.classed("back", (e) => !!e.back);
     this.redraw();
