@@ -500,3 +500,66 @@ def test_index_updates_live(page, server, datadir):
         page.wait_for_selector("text=dropped-later.plop", timeout=15000)
     finally:
         (datadir / "dropped-later.plop").unlink()
+
+
+SIMULATION = """() => {
+  const svg = document.getElementById('graph');
+  const sim = svg.simulation;
+  return {
+    state: svg.dataset.simulation,
+    forces: ['x', 'y', 'collide', 'link'].filter((name) => sim && sim.force(name)),
+    nodes: sim ? sim.nodes().map((n) => ({id: n.id, x: n.x, y: n.y, homeX: n.homeX, homeY: n.homeY,
+                                          fx: n.fx, fy: n.fy})) : [],
+    circles: document.querySelectorAll('g.node circle').length,
+  };
+}"""
+SETTLED = "svg#graph[data-simulation=settled]"
+
+
+def test_force_simulation(page, server):
+    """A d3 force simulation drives the drawing: settled at the layered layout, a dragged
+    node stays where it is dropped and pushes or pulls its neighbours, "Unpin all" sends
+    everything home."""
+    data = open_graph(page, server + "/view?filename=busy.plop")
+    page.wait_for_selector(SETTLED, state="attached", timeout=10000)
+    before = page.evaluate(SIMULATION)
+    assert before["forces"] == ["x", "y", "collide", "link"]
+    assert len(before["nodes"]) == before["circles"] == len(data["nodes"])
+    for n in before["nodes"]:  # the equilibrium is the layered layout
+        assert abs(n["x"] - n["homeX"]) < 1 and abs(n["y"] - n["homeY"]) < 1, n
+        assert n["fx"] is None and n["fy"] is None
+    # Drag a function that calls and is called, across the window.
+    callers = {e["target"] for e in data["edges"] if e["source"] != e["target"]}
+    callees = {e["source"] for e in data["edges"] if e["source"] != e["target"]}
+    middle = max((n for n in data["nodes"] if n["id"] in callers & callees), key=lambda n: n["total"])
+    neighbours = ({e["target"] for e in data["edges"] if e["source"] == middle["id"]}
+                  | {e["source"] for e in data["edges"] if e["target"] == middle["id"]}) - {middle["id"]}
+    circle = page.locator('g.node[data-id="%d"] circle' % middle["id"])
+    box = circle.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    for step in range(1, 21):
+        page.mouse.move(x + 8 * step, y + 6 * step)
+        page.wait_for_timeout(15)
+    assert page.get_attribute("#graph", "data-simulation") == "running"
+    page.mouse.up()
+    page.wait_for_selector(SETTLED, state="attached", timeout=10000)
+    after = page.evaluate(SIMULATION)
+    moved = {n["id"]: n for n in after["nodes"]}
+    dragged = moved[middle["id"]]
+    assert dragged["fx"] is not None and abs(dragged["x"] - dragged["fx"]) < 0.01
+    dropped = circle.bounding_box()
+    assert abs(dropped["x"] + dropped["width"] / 2 - (x + 160)) < 2
+    assert abs(dropped["y"] + dropped["height"] / 2 - (y + 120)) < 2
+    assert page.locator("g.node.pinned").count() == 1
+    shift = max(abs(moved[i]["x"] - moved[i]["homeX"]) + abs(moved[i]["y"] - moved[i]["homeY"]) for i in neighbours)
+    assert shift > 2, shift  # the neighbours followed
+    screenshot(page, "graph-dragged.png")
+
+    page.click("#unpin")
+    page.wait_for_selector(SETTLED, state="attached", timeout=10000)
+    home = page.evaluate(SIMULATION)
+    assert page.locator("g.node.pinned").count() == 0
+    for n in home["nodes"]:
+        assert n["fx"] is None and abs(n["x"] - n["homeX"]) < 3 and abs(n["y"] - n["homeY"]) < 3, n

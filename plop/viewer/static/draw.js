@@ -1,4 +1,12 @@
-// The call graph in SVG, laid out top-down by call depth (layout.js).
+// The call graph in SVG: a D3 force layout whose equilibrium is a top-down
+// layered drawing by call depth (layout.js).
+//
+// The layered layout gives each function a home; a d3.forceSimulation holds
+// every node near its home (strong x / y forces), keeps circles apart
+// (collision) and ties callers to callees (weak links as long as at home).
+// Nodes start at home, so the drawing is settled at once; dragging a node
+// pins it where it is dropped and reheats the simulation, so its neighbours
+// give way and follow; releasing it lets it go home.
 //
 // One <circle> per node of the /data response (area proportional to self
 // samples), one curved path plus an arrowhead per edge (width proportional to
@@ -28,6 +36,12 @@ const MUST_TOTAL = 0.05;
 const MUST_SELF = 0.02;
 const MUST_LABEL_MAX = 40;
 const MUST_LABEL_TOP = 6;
+// The force simulation.
+const HOME_STRENGTH = 0.35;   // forceX / forceY towards the layered layout
+const LINK_STRENGTH = 0.06;   // calls pull weakly (towards their length at home)
+const COLLIDE_PAD = 3;        // free pixels between circles
+const DRAG_ALPHA = 0.3;       // alphaTarget while a node is dragged
+const SETTLED_SPEED = 0.02;   // under this (world units per tick) for a few ticks: settled
 
 export class GraphView {
   /**
@@ -57,7 +71,7 @@ export class GraphView {
       if (event.target === this.svg.node()) this.on.background();
     });
     this.labelFrame = 0;
-    this.animation = null;
+    this.simulation = null;
     this.userZoomed = false;
     // A window resized before the user zoomed or panned is fitted again.
     new ResizeObserver(() => {
@@ -74,7 +88,7 @@ export class GraphView {
    * and "done" (labels placed), when the returned promise resolves.
    */
   render(data, colorOf) {
-    if (this.animation) this.animation.stop();
+    if (this.simulation) this.simulation.stop();
     this.svg.attr("data-layout", "running");
     const nodes = data.nodes.map((n) => ({ ...n }));
     const byId = new Map(nodes.map((n) => [n.id, n]));
@@ -194,6 +208,7 @@ export class GraphView {
     if (this.bestFit(nodes, MAX_SCALE).scale < 0.8 * fitted.scale && this.on.crowded) this.on.crowded();
     this.svg.attr("data-layout-ms", Math.round(performance.now() - started));
     this.edgeSel.classed("back", (e) => !!e.back);
+    this.startSimulation();
     this.redraw();
     this.fit(0);
     this.svg.attr("data-layout", "ready");
@@ -206,10 +221,81 @@ export class GraphView {
     });
   }
 
-  /** Position every element (or those of the given nodes) from the nodes' coordinates. */
-  redraw(moved = null) {
+  /**
+   * The force simulation over the drawn nodes, started at their homes (the
+   * layered layout), which are its equilibrium: there, the links are at
+   * their rest length and the circles apart. It stops when settled, so the
+   * page idles; the svg's data-simulation attribute says "running" or
+   * "settled", and the svg element's `simulation` property is the simulation.
+   */
+  startSimulation() {
+    const nodes = this.nodes, edges = this.edges;
+    for (const n of nodes) {
+      n.x = n.homeX;
+      n.y = n.homeY;
+      n.vx = n.vy = 0;
+      n.fx = n.fy = null;
+      n.pinned = false;
+      n.drawnX = n.drawnY = NaN;
+    }
+    const links = edges.filter((e) => e.source !== e.target);
+    const home = (e) => Math.hypot(e.target.homeX - e.source.homeX, e.target.homeY - e.source.homeY);
+    this.dragging = 0;
+    this.quietTicks = 0;
+    const simulation = d3.forceSimulation(nodes)
+      .alphaDecay(0.03)
+      .velocityDecay(0.45)
+      .force("x", d3.forceX((n) => n.homeX).strength(HOME_STRENGTH))
+      .force("y", d3.forceY((n) => n.homeY).strength(HOME_STRENGTH))
+      .force("collide", d3.forceCollide((n) => n.r + COLLIDE_PAD).strength(0.9).iterations(2))
+      .force("link", d3.forceLink(links).distance(home).strength(LINK_STRENGTH))
+      .on("tick", () => this.tick())
+      .on("end", () => this.settled());
+    this.simulation = simulation;
+    this.svg.property("simulation", simulation).attr("data-simulation", "running");
+  }
+
+  /** One step of the simulation: move what moved; stop once everything is still. */
+  tick() {
+    let fastest = 0;
+    const moved = new Set();
+    for (const n of this.nodes) {
+      fastest = Math.max(fastest, Math.abs(n.vx), Math.abs(n.vy));
+      if (!(Math.abs(n.x - n.drawnX) < 0.05 && Math.abs(n.y - n.drawnY) < 0.05)) moved.add(n);
+    }
+    if (moved.size) this.redraw(moved, false);
+    this.quietTicks = fastest < SETTLED_SPEED ? this.quietTicks + 1 : 0;
+    if (!this.dragging && this.simulation.alphaTarget() === 0 && this.quietTicks >= 3) {
+      this.simulation.stop();
+      this.settled();
+    }
+  }
+
+  settled() {
+    if (this.svg.attr("data-simulation") === "settled") return;
+    this.svg.attr("data-simulation", "settled");
+    this.scheduleLabels();
+  }
+
+  /** Reheat the simulation (to `alpha` at least). */
+  reheat(alpha) {
+    if (!this.simulation) return;
+    this.quietTicks = 0;
+    this.simulation.alpha(Math.max(this.simulation.alpha(), alpha)).restart();
+    this.svg.attr("data-simulation", "running");
+  }
+
+  /**
+   * Position every element (or those of the given nodes) from the nodes'
+   * coordinates; labels are placed again (`labels`) or just follow.
+   */
+  redraw(moved = null, labels = true) {
     const nodeSel = moved ? this.nodeSel.filter((n) => moved.has(n)) : this.nodeSel;
-    nodeSel.attr("transform", (n) => `translate(${n.x},${n.y})`);
+    nodeSel.attr("transform", (n) => {
+      n.drawnX = n.x;
+      n.drawnY = n.y;
+      return `translate(${n.x},${n.y})`;
+    });
     const edgeSel = moved ? this.edgeSel.filter((e) => moved.has(e.source) || moved.has(e.target)) : this.edgeSel;
     edgeSel.each(function (e) {
       const shape = edgeShape(e);
@@ -217,49 +303,51 @@ export class GraphView {
       paths[0].setAttribute("d", shape.line);
       paths[1].setAttribute("d", shape.head);
     });
-    this.scheduleLabels();
+    if (labels) this.scheduleLabels();
   }
 
-  /** Dragging a node moves it and pins it there; the rest of the layout stays. */
+  /**
+   * Dragging a node pins it (fx, fy) where it is dropped; meanwhile the
+   * simulation runs hot so that its neighbours make way and follow.
+   */
   dragBehaviour() {
     return d3.drag()
       .clickDistance(4)
-      .on("start", () => { if (this.animation) this.animation.stop(); })
+      .on("start", (event) => { event.subject.dragged = false; })
       .on("drag", (event, n) => {
-        n.x = event.x;
-        n.y = event.y;
+        if (!n.dragged) {
+          n.dragged = true;
+          this.dragging++;
+          this.simulation.alphaTarget(DRAG_ALPHA);
+          this.reheat(DRAG_ALPHA);
+        }
+        n.fx = n.x = event.x;
+        n.fy = n.y = event.y;
         n.pinned = true;
-        this.redraw(new Set([n]));
+        this.redraw(new Set([n]), false);
       })
-      .on("end", () => this.updatePinned());
+      .on("end", (event, n) => {
+        if (!n.dragged) return;
+        n.dragged = false;
+        this.dragging = Math.max(0, this.dragging - 1);
+        if (!this.dragging) this.simulation.alphaTarget(0);
+        this.updatePinned();
+      });
   }
 
   updatePinned() {
     this.nodeSel.classed("pinned", (n) => !!n.pinned);
   }
 
-  /** Move nodes back to their places in the layout. */
+  /** Unpin nodes: the simulation takes them back home. */
   release(nodes) {
-    const moving = nodes.filter((n) => n.x !== n.homeX || n.y !== n.homeY);
-    for (const n of nodes) n.pinned = false;
+    const moving = nodes.filter((n) => n.pinned || n.x !== n.homeX || n.y !== n.homeY);
+    for (const n of nodes) {
+      n.pinned = false;
+      n.fx = n.fy = null;
+    }
     this.updatePinned();
-    if (!moving.length) return;
-    if (this.animation) this.animation.stop();
-    const from = new Map(moving.map((n) => [n, [n.x, n.y]]));
-    const set = new Set(moving);
-    const ease = d3.easeCubicInOut;
-    this.animation = d3.timer((elapsed) => {
-      const t = Math.min(1, elapsed / 350), k = ease(t);
-      for (const [n, [x, y]] of from) {
-        n.x = x + (n.homeX - x) * k;
-        n.y = y + (n.homeY - y) * k;
-      }
-      this.redraw(set);
-      if (t === 1) {
-        this.animation.stop();
-        this.animation = null;
-      }
-    });
+    if (moving.length) this.reheat(1);
   }
 
   /** Release every dragged node. */
