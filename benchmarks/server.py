@@ -52,13 +52,25 @@ async def load(port: int, seconds: float, connections: int) -> tuple[float, floa
     return len(latencies) / elapsed, p99
 
 
-def measure(config: str, datadir: str, seconds: float, connections: int, warmup: float) -> tuple[float, float]:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, from /proc (clock ticks)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(config: str, datadir: str, seconds: float, connections: int,
+            warmup: float) -> tuple[float, float, float]:
+    """One fresh server under load: (requests/s, p99 latency, server CPU seconds per request)."""
     proc = subprocess.Popen([sys.executable, os.path.join(HERE, "_server_app.py"), config, datadir],
                             stdout=subprocess.PIPE, text=True)
     try:
         port = int(proc.stdout.readline())
         asyncio.run(load(port, warmup, connections))
-        return asyncio.run(load(port, seconds, connections))
+        cpu0 = _cpu_seconds(proc.pid)
+        rps, p99 = asyncio.run(load(port, seconds, connections))
+        cpu = _cpu_seconds(proc.pid) - cpu0
+        return rps, p99, cpu / max(1.0, rps * seconds)
     finally:
         proc.terminate()
         proc.wait(30)
@@ -73,24 +85,32 @@ def main() -> None:
     args = parser.parse_args()
     from plop.collector import Sampler
 
-    results: dict[str, list[tuple[float, float]]] = {c: [] for c in CONFIGS}
+    results: dict[str, list[tuple[float, float, float]]] = {c: [] for c in CONFIGS}
     with tempfile.TemporaryDirectory() as datadir:
         for r in range(args.rounds):
             order = CONFIGS[r % 3:] + CONFIGS[:r % 3]  # rotate who goes first
             for config in order:
                 results[config].append(measure(config, datadir, args.seconds, args.connections, args.warmup))
         windows = len(os.listdir(datadir))
-    base_rps = statistics.median(x[0] for x in results["off"])
-    base_p99 = statistics.median(x[1] for x in results["off"])
     print("plop server benchmark: %d rounds x %g s, %d connections, sampler %s, %d CPUs, %d window files"
           % (args.rounds, args.seconds, args.connections, Sampler.__module__, os.cpu_count() or 0, windows))
-    print("%-22s %10s %10s %10s %10s" % ("configuration", "req/s", "p99 ms", "req/s x", "p99 x"))
+    print("ratios are medians of each round's ratio to the unprofiled server measured in the same round")
+    print("%-22s %8s %8s %12s %9s %8s %10s" % ("configuration", "req/s", "p99 ms", "CPU ms/req",
+                                               "req/s x", "p99 x", "CPU/req x"))
     names = {"off": "unprofiled", "100": "rolling real 100 Hz", "1000": "rolling real 1000 Hz"}
+    base = results["off"]
     for config in CONFIGS:
-        rps = statistics.median(x[0] for x in results[config])
-        p99 = statistics.median(x[1] for x in results[config])
-        print("%-22s %10.0f %10.2f %10.3f %10.3f" % (names[config], rps, p99 * 1000, rps / base_rps, p99 / base_p99))
+        rows = results[config]
 
+        def ratio(i: int) -> float:
+            return statistics.median(row[i] / b[i] for row, b in zip(rows, base))
+
+        print("%-22s %8.0f %8.2f %12.3f %9.3f %8.3f %10.3f" % (
+            names[config],
+            statistics.median(x[0] for x in rows),
+            statistics.median(x[1] for x in rows) * 1000,
+            statistics.median(x[2] for x in rows) * 1000,
+            ratio(0), ratio(1), ratio(2)))
 
 if __name__ == "__main__":
     main()
