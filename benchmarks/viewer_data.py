@@ -110,7 +110,8 @@ def time_http(url: str, runs: int) -> tuple[float, float]:
 
 def time_browser(url: str, runs: int) -> tuple[float, float]:
     """Median seconds from navigation to the graph page being drawn and interactive
-    (a node's tooltip shows), and to its force layout having settled."""
+    (a node's tooltip shows), and to its labels being placed (its force simulation
+    starts at its equilibrium, the layered layout, and settles within a few ticks)."""
     from playwright.sync_api import sync_playwright
 
     args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
