@@ -279,14 +279,17 @@ def test_sigterm_with_the_programs_handler_writes_then_runs_it(tmp_path):
 
 def test_wall_and_cpu_views_of_a_half_sleeping_thread(tmp_path):
     run_script(tmp_path, '''
+        # Phases of 0.1 s: a sample counts as on CPU when its thread ran since
+        # the previous sample, so the first sample of each sleep carries the
+        # end of the burn before it (one 5 ms interval in 20, about 5%).
         def burn_phase():
             t = time.thread_time()
-            while time.thread_time() - t < 0.03:
+            while time.thread_time() - t < 0.1:
                 pass
         def sleep_phase():
-            time.sleep(0.03)
+            time.sleep(0.1)
         def worker():
-            end = time.monotonic() + 2.5
+            end = time.monotonic() + 3
             while time.monotonic() < end:
                 burn_phase()
                 sleep_phase()
