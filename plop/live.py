@@ -658,7 +658,6 @@ def start(
     :class:`SignalConflictError` if the program already uses the signal or
     timer that ``mode`` needs.
     """
-    global _active
     with _module_lock:
         if _active is not None and _active.running:
             raise RuntimeError(

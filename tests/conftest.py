@@ -13,19 +13,25 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures"
 
 
-def _samplers() -> list:
-    params = [pytest.param(_pysampler.Sampler, id="pure")]
+def pure_and_compiled(pure: object, module: str, attr: str | None = None) -> list:
+    """Parameters for a test run on a pure-Python implementation and on its compiled twin.
+
+    The compiled one is ``module`` (or its attribute ``attr``); when it was not
+    built the test is skipped with the import error as the reason, rather than
+    silently run on the pure one twice.
+    """
+    params = [pytest.param(pure, id="pure")]
     try:
-        compiled = importlib.import_module("plop._sampler").Sampler
+        compiled = importlib.import_module(module)
     except ImportError as exc:
         params.append(pytest.param(None, id="compiled", marks=pytest.mark.skip(
-            reason="plop._sampler was not built: %s" % exc)))
+            reason="%s was not built: %s" % (module, exc))))
     else:
-        params.append(pytest.param(compiled, id="compiled"))
+        params.append(pytest.param(getattr(compiled, attr) if attr else compiled, id="compiled"))
     return params
 
 
-@pytest.fixture(params=_samplers())
+@pytest.fixture(params=pure_and_compiled(_pysampler.Sampler, "plop._sampler", "Sampler"))
 def sampler_class(request, monkeypatch):
     """Each sampler implementation in turn, also installed as the collector's."""
     import plop.collector

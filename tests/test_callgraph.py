@@ -1,14 +1,12 @@
 """The call-graph shaping behind the viewer's /data, tested without a server."""
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import random
 import subprocess
 import sys
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
 
@@ -16,28 +14,15 @@ import plop.callgraph
 from plop import formats
 from plop.callgraph import CallGraph, app_root, group_of, select
 from plop.profile import Frame, Profile
-
-ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT.parent / "shared" / "fixtures"
+from tests.conftest import FIXTURES, ROOT, pure_and_compiled
 
 
-def _counting_paths() -> list:
-    params = [pytest.param(None, id="pure")]
-    try:
-        compiled = importlib.import_module("plop._speedups")
-    except ImportError as exc:
-        params.append(pytest.param(None, id="compiled", marks=pytest.mark.skip(
-            reason="plop._speedups was not built: %s" % exc)))
-    else:
-        params.append(pytest.param(compiled, id="compiled"))
-    return params
-
-
-@pytest.fixture(autouse=True, params=_counting_paths())
+@pytest.fixture(autouse=True, params=pure_and_compiled(None, "plop._speedups"))
 def speedups(request, monkeypatch):
     """Every test in turn with the pure-Python passes and with plop._speedups (None for pure)."""
     monkeypatch.setattr(plop.callgraph, "_speedups", request.param)
     return request.param
+
 
 A = Frame("app/a.py", "a", 10, 12)
 A2 = Frame("app/a.py", "a", 10, 15)  # same function, another line

@@ -8,14 +8,12 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 import pytest
 import tornado.escape
 import tornado.template
 import tornado.web
-from tornado.httpclient import HTTPClientError
 
 from plop import endpoint, formats
 
