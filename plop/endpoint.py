@@ -91,7 +91,14 @@ class _Request:
 
 
 class _Session:
-    """One profiling request: either a period of the running rolling profiles, or its own collector."""
+    """One profiling request: either a period of the running rolling profiles, or its own collector.
+
+    A context manager, so the Tornado and WSGI front ends share one life
+    cycle: entering takes the one-request-at-a-time lock (409 when taken) and
+    starts profiling; leaving stops any collector of its own, whatever
+    happened, and releases the lock. Between the two the caller waits (each
+    front end in its own way) and then calls :meth:`result`.
+    """
 
     def __init__(self, request: _Request) -> None:
         from plop import live
@@ -102,7 +109,28 @@ class _Session:
         self.before: Profile | None = None
         self.started = time.time()
 
-    def begin(self) -> None:
+    def __enter__(self) -> "_Session":
+        if not _busy.acquire(blocking=False):
+            raise RequestError(409, "another request is profiling this process; try again later")
+        try:
+            self._begin()
+        except BaseException:
+            _busy.release()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        try:
+            if self.collector is not None:
+                self.collector.stop()  # harmless when end() stopped it already
+        finally:
+            _busy.release()
+
+    def result(self) -> tuple[bytes, str, str]:
+        """The profile of the period since entering, encoded: ``(data, content type, file name)``."""
+        return self.answer(self.end())
+
+    def _begin(self) -> None:
         if self.live is not None:
             self.before = self.live.snapshot()
             return
@@ -130,10 +158,6 @@ class _Session:
             profile = self.collector.profile()
         profile.metadata["source"] = "rolling" if self.live is not None else "endpoint"
         return profile
-
-    def abort(self) -> None:
-        if self.collector is not None:
-            self.collector.stop()
 
     def answer(self, profile: Profile) -> tuple[bytes, str, str]:
         request = self.request
@@ -195,22 +219,12 @@ if _web is not None:
                 request = _Request(args, self.max_seconds)
             except RequestError as exc:
                 return self._fail(exc)
-            if not _busy.acquire(blocking=False):
-                return self._fail(RequestError(409, "another request is profiling this process; try again later"))
             try:
-                session = _Session(request)
-                try:
-                    session.begin()
+                with _Session(request) as session:
                     await asyncio.sleep(request.seconds)
-                    profile = session.end()
-                except BaseException:
-                    session.abort()
-                    raise
-                data, content_type, name = session.answer(profile)
+                    data, content_type, name = session.result()
             except RequestError as exc:
                 return self._fail(exc)
-            finally:
-                _busy.release()
             self.set_header("Content-Type", content_type)
             self.set_header("Content-Disposition", 'attachment; filename="%s"' % name)
             self.set_header("Cache-Control", "no-store")
@@ -245,22 +259,12 @@ def make_wsgi_app(max_seconds: float = MAX_SECONDS) -> Callable[..., Iterable[by
             request = _Request(args, max_seconds)
         except RequestError as exc:
             return fail(exc.status, exc.message)
-        if not _busy.acquire(blocking=False):
-            return fail(409, "another request is profiling this process; try again later")
         try:
-            session = _Session(request)
-            try:
-                session.begin()
+            with _Session(request) as session:
                 time.sleep(request.seconds)
-                profile = session.end()
-            except BaseException:
-                session.abort()
-                raise
-            data, content_type, name = session.answer(profile)
+                data, content_type, name = session.result()
         except RequestError as exc:
             return fail(exc.status, exc.message)
-        finally:
-            _busy.release()
         start_response("200 OK", [("Content-Type", content_type), ("Content-Length", str(len(data))),
                                   ("Content-Disposition", 'attachment; filename="%s"' % name),
                                   ("Cache-Control", "no-store")])
