@@ -432,6 +432,23 @@ edge_table_slot(EdgeTable *t, int caller, int callee)
     return slot;
 }
 
+/* Count the call caller -> callee for the sample(s) of stack number `stack`,
+   once per stack however often the call repeats in it (recursion).
+   Returns -1 on error. */
+static inline int
+edge_table_count(EdgeTable *t, int caller, int callee, Py_ssize_t stack, long long n)
+{
+    EdgeSlot *slot = edge_table_slot(t, caller, callee);
+    if (slot == NULL) {
+        return -1;
+    }
+    if (slot->stamp != stack) {
+        slot->stamp = stack;
+        slot->weight += n;
+    }
+    return 0;
+}
+
 /* {caller * nfuncs + callee: weight} */
 static PyObject *
 edge_table_dict(const EdgeTable *t, long long nfuncs)
@@ -755,15 +772,8 @@ count_stacks(PyObject *module, PyObject *args)
                 func_stamp[func] = s;
                 func_total[func] += n;
             }
-            if (caller >= 0) {
-                EdgeSlot *slot = edge_table_slot(&edges, caller, func);
-                if (slot == NULL) {
-                    goto done;
-                }
-                if (slot->stamp != s) {
-                    slot->stamp = s;
-                    slot->weight += n;
-                }
+            if (caller >= 0 && edge_table_count(&edges, caller, func, s, n) < 0) {
+                goto done;
             }
             caller = func;
         }
@@ -822,15 +832,8 @@ call_weights(PyObject *module, PyObject *args)
             if (!kept[func]) {
                 continue;
             }
-            if (caller >= 0) {
-                EdgeSlot *slot = edge_table_slot(&edges, caller, func);
-                if (slot == NULL) {
-                    goto done;
-                }
-                if (slot->stamp != s) {
-                    slot->stamp = s;
-                    slot->weight += n;
-                }
+            if (caller >= 0 && edge_table_count(&edges, caller, func, s, n) < 0) {
+                goto done;
             }
             caller = func;
         }
