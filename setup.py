@@ -9,7 +9,7 @@ from setuptools import Extension, setup
 
 setup(
     ext_modules=[
-        Extension("plop._sampler", ["plop/_sampler.c"], optional=True),
-        Extension("plop._speedups", ["plop/_speedups.c"], optional=True),
+        Extension("plop._sampler", ["plop/_sampler.c"], depends=["plop/_mix64.h"], optional=True),
+        Extension("plop._speedups", ["plop/_speedups.c"], depends=["plop/_mix64.h"], optional=True),
     ]
 )

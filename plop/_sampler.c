@@ -72,6 +72,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "_mix64.h"
+
 #if PY_VERSION_HEX < 0x030B0000
 #error "plop._sampler needs Python 3.11 or newer"
 #endif
@@ -268,17 +270,6 @@ mix(uint64_t h, uint64_t v)
     h ^= v;
     h *= 0x9E3779B97F4A7C15ULL;
     h ^= h >> 29;
-    return h;
-}
-
-static inline uint64_t
-finish(uint64_t h)
-{
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    h ^= h >> 33;
     return h;
 }
 
@@ -488,7 +479,7 @@ count_stack(Sampler *self, ThreadInfo *ti, PyFrameObject *f, int64_t wall_ns,
         return -1;
     }
     uint64_t oncpu = self->track_cpu ? thread_on_cpu(ti, wall_ns, self->interval, weight) : 0;
-    return table_count(self->table, ti->thread, ti->ident, buf, depth, finish(h), weight, oncpu);
+    return table_count(self->table, ti->thread, ti->ident, buf, depth, plop_mix64(h), weight, oncpu);
 }
 
 static int

@@ -62,19 +62,9 @@
 #include <stdint.h>
 #include <string.h>
 
-/* ---------------------------------------------------------------- helpers */
+#include "_mix64.h"
 
-static uint64_t
-mix64(uint64_t x)
-{
-    /* The finaliser of MurmurHash3: every input bit affects every output bit. */
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ULL;
-    x ^= x >> 33;
-    return x;
-}
+/* ---------------------------------------------------------------- helpers */
 
 /* A growable array of fixed-size items, in PyMem memory. */
 typedef struct {
@@ -161,7 +151,7 @@ ptr_table_free(PtrTable *t)
 static inline size_t
 ptr_slot(PyObject *key, size_t mask)
 {
-    return (size_t)mix64((uint64_t)(uintptr_t)key) & mask;
+    return (size_t)plop_mix64((uint64_t)(uintptr_t)key) & mask;
 }
 
 /* The lid of ``key``, or -1. */
@@ -266,7 +256,7 @@ func_table_grow(FuncTable *t)
     }
     for (size_t j = 0; j <= t->mask; j++) {
         if (t->ids[j] >= 0) {
-            size_t i = (size_t)mix64((uint64_t)t->hashes[j]) & bigger.mask;
+            size_t i = (size_t)plop_mix64((uint64_t)t->hashes[j]) & bigger.mask;
             while (bigger.ids[i] >= 0) {
                 i = (i + 1) & bigger.mask;
             }
@@ -295,10 +285,10 @@ func_table_node(FuncTable *t, PyObject *nodes, PyObject *frame)
         if (item == -1) {
             return -1;
         }
-        h = mix64(h ^ (uint64_t)item);
+        h = plop_mix64(h ^ (uint64_t)item);
     }
     Py_hash_t hash = (Py_hash_t)h;
-    size_t i = (size_t)mix64(h) & t->mask;
+    size_t i = (size_t)plop_mix64(h) & t->mask;
     for (;;) {
         int id = t->ids[i];
         if (id < 0) {
@@ -334,7 +324,7 @@ func_table_node(FuncTable *t, PyObject *nodes, PyObject *frame)
         if (func_table_grow(t) < 0) {
             return -1;
         }
-        i = (size_t)mix64(h) & t->mask;
+        i = (size_t)plop_mix64(h) & t->mask;
         while (t->ids[i] >= 0) {
             i = (i + 1) & t->mask;
         }
@@ -386,7 +376,7 @@ edge_table_grow(EdgeTable *t)
     }
     for (size_t j = 0; j <= t->mask; j++) {
         if (t->slots[j].key != EDGE_FREE) {
-            size_t i = (size_t)mix64(t->slots[j].key) & bigger.mask;
+            size_t i = (size_t)plop_mix64(t->slots[j].key) & bigger.mask;
             while (bigger.slots[i].key != EDGE_FREE) {
                 i = (i + 1) & bigger.mask;
             }
@@ -404,7 +394,7 @@ static inline EdgeSlot *
 edge_table_slot(EdgeTable *t, int caller, int callee)
 {
     uint64_t key = ((uint64_t)(uint32_t)caller << 32) | (uint32_t)callee;
-    size_t i = (size_t)mix64(key) & t->mask;
+    size_t i = (size_t)plop_mix64(key) & t->mask;
     for (;;) {
         EdgeSlot *slot = &t->slots[i];
         if (slot->key == key) {
@@ -419,7 +409,7 @@ edge_table_slot(EdgeTable *t, int caller, int callee)
         if (edge_table_grow(t) < 0) {
             return NULL;
         }
-        i = (size_t)mix64(key) & t->mask;
+        i = (size_t)plop_mix64(key) & t->mask;
         while (t->slots[i].key != EDGE_FREE) {
             i = (i + 1) & t->mask;
         }
