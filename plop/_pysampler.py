@@ -1,62 +1,79 @@
-"""The pure-Python sampler: the signal handler that counts stacks.
+"""The pure-Python sampler: a thread of plop's own that counts every thread's stack.
 
 This is the reference implementation of the sampler protocol, and the one used
 where the compiled ``plop._sampler`` could not be built. Both expose the same
 class, ``Sampler``; :mod:`plop.collector` picks one and tests run against both.
 
+Why a thread, not a signal
+--------------------------
+Python runs signal handlers on the main thread only, between bytecodes. A
+timer signal therefore samples nothing while the main thread waits (``join()``,
+``future.result()``, ``queue.get()``, a lock, ``select``): the commonest shape
+of threaded Python. A sampler thread takes the GIL at each tick and walks
+every thread state, whatever the main thread does, and it needs no signal, so
+the program keeps all of them.
+
 The protocol
 ------------
-``Sampler(track_cpu=False)`` is a callable installed directly as the signal
-handler (``signal.signal(sig, sampler)``): the compiled one then costs one C
-call per sample and no Python frame at all. Each call walks every thread's stack and counts it under a
-key of raw ``(code object, f_lasti)`` pairs: line numbers, file names and
-thread names are resolved later, once per distinct stack, by ``take()`` rather
-than once per sample.
+``Sampler(track_cpu=False, interval=0.01, clock=time.CLOCK_MONOTONIC)``.
+``interval`` is the unit of the counts, in seconds of ``clock``; ``clock`` (a
+``time.CLOCK_*`` id) paces the ticks and weighs the snapshots:
+``CLOCK_MONOTONIC`` for wall-clock profiles, ``CLOCK_PROCESS_CPUTIME_ID`` for
+profiles of the process's CPU time (the sampler then wakes only as the process
+spends CPU, so an idle process costs almost nothing).
 
-Attributes (read-only from Python): ``samples_taken``, ``ticks`` (the sum of
-the samples' weights, see ``interval``), ``sample_time`` (seconds
-spent inside the handler on the monotonic clock), ``errors`` (exceptions
-raised and swallowed inside the handler).
+``gen = sampler.arm()`` then ``_thread.start_new_thread(sampler.run, (gen,))``
+starts sampling on a new thread; ``stop()`` ends it from any thread (also
+from a countdown callback on the sampler thread): no snapshot starts after it
+returns. ``running`` says whether a run is armed. ``pace`` is the seconds of
+``clock`` between ticks (``interval`` by default; the live profiler lowers the
+rate by raising it); the ticks are jittered by +-25% at random so that a
+program running in step with the interval is not always seen at one phase.
 
-``enabled``: when false, a call counts nothing and, if ``on_disabled`` is set,
-calls it once with no arguments and clears it. The collector uses this to
-restore the previous signal handler from the main thread after ``stop()`` was
-called from another thread.
+``sample(frame=None)`` takes one snapshot at once from the calling thread:
+every other thread at its current frame, the caller at ``frame`` (or not at
+all). Tests use it to know the expected stacks exactly.
 
-``set_countdown(n, callback)``: after ``n`` more samples, call ``callback()``
-(no arguments) from inside the handler, once. The collector uses it to check
-its ``duration`` deadline on the timer's own clock without reading a clock on
-every sample. ``set_countdown(0, None)`` cancels.
+Each snapshot is weighted by the number of intervals of ``clock`` that passed
+since the previous one (rounded with error diffusion, so the weights add up to
+the elapsed time): a snapshot delayed because a C call held the GIL stands for
+every tick it covers. The first snapshot of a run has weight 1; one due within
+half an interval of the previous counts nothing.
 
-``interval`` and ``clock`` (a ``time.CLOCK_*`` id): when ``interval`` is
-positive, each sample is weighted by the number of intervals of ``clock`` that
-passed since the previous one (rounded with error diffusion, so the weights
-add up to the elapsed time). Timer signals that arrive while the main thread
-waits for the GIL, or sits in a long C call, coalesce into one; without the
-weight those moments would be undercounted, biasing the profile towards the
-moments when the GIL is free. The first sample after ``enabled`` is set has
-weight 1. ``interval=0`` (the default) counts every sample once.
+``track_cpu``: each thread's sample also gets a CPU count, an estimate of the
+CPU time it spent, in intervals. The compiled sampler reads each thread's
+scheduler state at the tick, before it takes the GIL, so the CPU goes to the
+code that was running (see plop/_sampler.c). This pure sampler cannot run
+before it holds the GIL, and by then a computing thread is waiting for the
+GIL like a blocked one: it credits each thread with the CPU time it used since
+its previous snapshot divided by ``interval``, and counts the credit, rounded
+and carried over, on the stack the thread has now. That is right for threads
+that compute steadily, and charges a short burst of CPU to the wait that
+follows it; the compiled sampler has no such bias.
 
-``track_cpu``: when true (wall-clock sampling), each thread's CPU clock is read
-at every sample. The thread earns a credit of the CPU seconds it used divided
-by ``interval`` (or, without one, by the wall seconds since its previous
-sample); the sample's on-CPU count is that credit rounded, at most its wall
-weight, and the rest is carried to the next sample. This error
-diffusion makes the on-CPU counts an unbiased estimate of CPU time in units of
-samples: a thread busy all the time is on CPU in every sample, one busy a
-third of the time in a third of them, and a thread that wakes briefly from
-sleep does not look busy. A thread's first sample only takes the readings.
+Figures (read-only): ``samples_taken`` (snapshots), ``ticks`` (the sum of the
+weights), ``sample_time`` (wall seconds inside snapshots), ``gil_wait`` (wall
+seconds from the ticks to holding the GIL, summed), ``thread_cpu_time`` (CPU
+seconds of the sampler thread: what sampling costs the process), ``late``
+(snapshots more than an interval after their tick), ``errors`` (exceptions
+raised and swallowed while sampling), ``prompt_gil`` (whether the sampler asks
+the GIL holder to let go at once).
+
+``set_countdown(n, callback)``: after ``n`` more snapshots, call
+``callback()`` once, on the sampler thread. ``set_countdown(0, None)`` cancels.
 
 ``take(reset)`` returns ``[(thread, frames, wall, cpu), ...]`` where ``thread``
 is the ``threading.Thread`` object that was running (or the thread ident when
 the thread is unknown to :mod:`threading`), ``frames`` a tuple of
-``(code, lasti)`` pairs **outermost first**, ``wall`` the number of samples and
-``cpu`` how many of them were on CPU. With ``reset`` the table is emptied
-atomically with respect to the handler.
+``(code, lasti)`` pairs **outermost first**, ``wall`` the sum of the weights
+and ``cpu`` the CPU count. With ``reset`` the table is emptied atomically with
+respect to the snapshots.
 """
 from __future__ import annotations
 
+import _thread
 import os
+import random
 import sys
 import threading
 import time
@@ -72,18 +89,25 @@ _monotonic = time.monotonic
 class Sampler:
     """Counts ``(thread, stack)`` keys; see the module docstring for the protocol."""
 
-    def __init__(self, track_cpu: bool = False, interval: float = 0.0,
+    prompt_gil = False
+
+    def __init__(self, track_cpu: bool = False, interval: float = 0.01,
                  clock: int = time.CLOCK_MONOTONIC) -> None:
+        interval = float(interval)
+        if not 0 < interval <= 1e6:
+            raise ValueError("interval must be a positive number of seconds, not %r" % interval)
         self.track_cpu = bool(track_cpu)
-        self.interval = float(interval)
+        self.interval = interval
+        self.pace = interval
         self.clock = clock
-        self._enabled = True
         self._last_tick: float | None = None
         self._tick_credit = 0.0
-        self.on_disabled: Callable[[], Any] | None = None
         self.samples_taken = 0
         self.ticks = 0
         self.sample_time = 0.0
+        self.gil_wait = 0.0
+        self.thread_cpu_time = 0.0
+        self.late = 0
         self.errors = 0
         # (thread, id(code), lasti, id(code), lasti, ...) innermost first ->
         # [wall, cpu, codes]. Hashing a code object hashes its contents, so the
@@ -91,34 +115,101 @@ class Sampler:
         self._counts: dict[tuple, list] = {}
         self._countdown = 0
         self._countdown_cb: Callable[[], Any] | None = None
-        # thread ident -> [cpu clock, wall clock, credit] at its previous sample
+        # thread ident -> [cpu clock, credit] at its previous snapshot
         self._last_cpu: dict[int, list[float]] = {}
-        _instances.add(self)
         self._busy = False
+        self._init_locks()
+        _instances.add(self)
+
+    def _init_locks(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._generation = 0
+        self._running = False
+        self._looping = False
+        self._own_ident: int | None = None
 
     @property
-    def enabled(self) -> bool:
-        return self._enabled
-
-    @enabled.setter
-    def enabled(self, value: bool) -> None:
-        self._enabled = bool(value)
-        self._last_tick = None  # a pause is not time to weight the next sample with
+    def running(self) -> bool:
+        return self._running
 
     def set_countdown(self, n: int, callback: Callable[[], Any] | None) -> None:
         self._countdown = int(n) if callback is not None else 0
         self._countdown_cb = callback
 
-    def __call__(self, signum: int, frame: Any) -> None:
-        if not self._enabled:
-            callback, self.on_disabled = self.on_disabled, None
-            if callback is not None:
-                self._run(callback)
-            return
+    # -- the sampler thread ------------------------------------------------------
+
+    def arm(self) -> int:
+        with self._cond:
+            if self._running:
+                raise RuntimeError("the sampler is already running")
+            self._generation += 1
+            self._running = True
+            self._last_tick = None  # a pause is not time to weight the next snapshot with
+            return self._generation
+
+    def stop(self) -> None:
+        with self._cond:
+            self._generation += 1
+            self._running = False
+            self._cond.notify_all()
+            if self._looping and _thread.get_ident() != self._own_ident:
+                # Let the loop finish, so that the figures are final.
+                self._cond.wait_for(lambda: not self._looping)
+
+    def run(self, generation: int) -> None:
+        with self._cond:
+            if self._generation != generation or self._looping:
+                return  # stopped before it began, or another run is looping
+            self._looping = True
+            self._own_ident = _thread.get_ident()
+        clock = self.clock
+        wall = clock == time.CLOCK_MONOTONIC
+        ncpu = os.cpu_count() or 1
+        jitter = random.Random()
+        cpu0 = time.thread_time()
+        deadline = time.clock_gettime(clock) + self.pace
+        # Waking costs a wait for the GIL (up to the switch interval while a
+        # thread computes): wake that much early, learnt as a running average.
+        lead = 0.0
+        try:
+            while True:
+                with self._cond:
+                    while self._generation == generation:
+                        now = time.clock_gettime(clock)
+                        if now >= deadline - lead:
+                            break
+                        wait = deadline - lead - now
+                        if not wall:  # CPU time: spread over the cores, then look again
+                            wait = min(self.pace, max(2e-4, wait / ncpu))
+                        self._cond.wait(wait)
+                    else:
+                        return
+                woke = time.clock_gettime(clock)
+                if self._generation != generation:
+                    return
+                if wall:
+                    self.gil_wait += max(0.0, woke - deadline + lead)
+                    lead += 0.2 * (min(0.5 * self.pace, max(0.0, woke - deadline + lead)) - lead)
+                self.sample(None)
+                now = time.clock_gettime(clock)
+                deadline += self.pace * (0.75 + 0.5 * jitter.random())
+                if deadline <= now:
+                    self.late += 1
+                    deadline = now + self.pace
+                cpu1 = time.thread_time()
+                self.thread_cpu_time += cpu1 - cpu0
+                cpu0 = cpu1
+        finally:
+            self.thread_cpu_time += time.thread_time() - cpu0
+            with self._cond:
+                self._looping = False
+                self._cond.notify_all()
+
+    # -- snapshots ---------------------------------------------------------------
+
+    def sample(self, frame: Any = None) -> None:
         if self._busy:
-            # A signal that arrives while this handler runs would run a nested
-            # handler here (Python checks for signals between bytecodes) and
-            # sample the sampler; the interrupted sample stands for both.
+            # Re-entered from a callback: the outer snapshot stands for both.
             return
         self._busy = True
         t0 = _perf_counter()
@@ -138,7 +229,7 @@ class Sampler:
                     self._run(callback)
 
     def _run(self, callback: Callable[[], Any]) -> None:
-        """Run a callback from the handler: its exception must not land in the interrupted code."""
+        """Run a countdown callback: its exception is reported, never raised."""
         try:
             callback()
         except Exception as exc:
@@ -146,9 +237,7 @@ class Sampler:
             sys.unraisablehook(_Unraisable(exc, callback))
 
     def _weight(self) -> int:
-        """How many intervals this sample stands for (see the module docstring)."""
-        if self.interval <= 0:
-            return 1
+        """How many intervals this snapshot stands for (see the module docstring)."""
         now = time.clock_gettime(self.clock)
         last, self._last_tick = self._last_tick, now
         if last is None:
@@ -158,19 +247,20 @@ class Sampler:
         self._tick_credit = credit - weight
         return weight
 
-    def _sample(self, interrupted: Any) -> None:
+    def _sample(self, given: Any) -> None:
         weight = self._weight()
         if weight <= 0:
             return
         self.ticks += weight
         counts = self._counts
         active = threading._active  # type: ignore[attr-defined]
-        handler_ident = threading.get_ident()
-        wall = _monotonic() if self.track_cpu else 0.0
+        me = _thread.get_ident()
         for ident, top in _current_frames().items():
-            # The thread running this handler would show the handler itself;
-            # it is sampled at the frame the signal interrupted instead.
-            f = top = interrupted if ident == handler_ident else top
+            if ident == me:
+                if given is None:
+                    continue
+                top = given
+            f = top
             thread = active.get(ident, ident)
             key = [thread]
             append = key.append
@@ -184,31 +274,27 @@ class Sampler:
                 entry = counts[key_t] = [0, 0, _codes(top)]
             entry[0] += weight
             if self.track_cpu:
-                entry[1] += self._on_cpu(ident, wall, weight)
+                entry[1] += self._on_cpu(ident, weight)
 
-    def _on_cpu(self, ident: int, wall: float, weight: int) -> int:
+    def _on_cpu(self, ident: int, weight: int) -> int:
         try:
             cpu = time.clock_gettime(time.pthread_getcpuclockid(ident))
         except (OSError, OverflowError):
             return 0
         last = self._last_cpu.get(ident)
         if last is None:
-            self._last_cpu[ident] = [cpu, wall, 0.0]
+            self._last_cpu[ident] = [cpu, 0.0]
             return 0
-        last_cpu, last_wall, credit = last
-        if self.interval > 0:
-            credit += (cpu - last_cpu) / self.interval
-        elif wall > last_wall:
-            credit += (cpu - last_cpu) / (wall - last_wall)
+        credit = last[1] + (cpu - last[0]) / self.interval
         on_cpu = min(weight, max(0, int(credit + 0.5)))
-        last[:] = cpu, wall, credit - on_cpu
+        last[:] = cpu, credit - on_cpu
         return on_cpu
 
     def take(self, reset: bool) -> list[tuple[Any, tuple[tuple[CodeType, int], ...], int, int]]:
         counts = self._counts
         if reset:
-            # Swap in a new table in one assignment: a signal arriving while
-            # we build the result counts into the new table, not the old one.
+            # Swap in a new table in one assignment: a snapshot taken while we
+            # build the result counts into the new table, not the old one.
             self._counts = {}
         result = []
         for key, (wall, cpu, codes) in list(counts.items()):
@@ -228,21 +314,23 @@ class _Unraisable:
         self.object = obj
 
 
-#: Live samplers, so a forked child can forget its parent's CPU clock readings.
+#: Live samplers, so a forked child can start them afresh.
 _instances: "weakref.WeakSet[Sampler]" = weakref.WeakSet()
 
 
-def _forget_cpu_readings() -> None:
-    """After fork: the child's threads have CPU clocks of their own, starting afresh.
+def _after_fork_in_child() -> None:
+    """The child has no sampler thread, and its threads have CPU clocks of their own.
 
-    Keeping the parent's last readings would charge the child's first samples
-    with (child clock - parent clock): a large negative credit.
+    Its locks may have been held by the parent's sampler thread at fork time;
+    keeping the parent's CPU readings would charge the child's first samples
+    with (child clock - parent clock), a large negative credit.
     """
     for sampler in list(_instances):
+        sampler._init_locks()
         sampler._last_cpu.clear()
 
 
-os.register_at_fork(after_in_child=_forget_cpu_readings)
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _codes(f: Any) -> tuple[CodeType, ...]:

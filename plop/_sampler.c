@@ -1,63 +1,69 @@
 /* plop._sampler: the compiled sampler.
  *
  * Same protocol as plop/_pysampler.py (read its module docstring first); this
- * file only explains how the C version keeps a sample cheap.
+ * file explains how the C version keeps a snapshot cheap and its CPU
+ * attribution right.
  *
- * One sample = one C call.  The object is callable through vectorcall, so
- * ``signal.signal(sig, sampler)`` makes CPython's signal dispatch call
- * sampler_vectorcall() directly: no Python frame, no argument tuple.
+ * The sampler thread.  run(generation) is called on a thread of plop's own
+ * (started with _thread.start_new_thread, so the program's threading.enumerate()
+ * does not see it).  It loops in C: with the GIL released it waits for the
+ * next tick on the pacing clock (pthread_cond_timedwait on CLOCK_MONOTONIC, so
+ * stop() wakes it at once), reads what it needs about every thread *at the
+ * tick* (below), then takes the GIL, walks every other thread state and counts
+ * the stacks.  No signal is used, so the program keeps every signal and timer,
+ * and nothing depends on what the main thread is doing.
  *
- * Threads are enumerated with the documented debugger API
- * (PyInterpreterState_ThreadHead / PyThreadState_Next) instead of calling
- * sys._current_frames(), which would build a dict and one int per thread on
- * every sample.  Each thread's stack is walked with the public frame API
- * (PyThreadState_GetFrame, PyFrame_GetCode, PyFrame_GetLasti, PyFrame_GetBack);
- * that API hands out strong references, which we drop at once: the frame
- * still owns its code object, so the raw pointer stays valid for the rest of
- * the sample.  Frame objects are created by CPython the first time a frame is
- * looked at (exactly as sys._current_frames() and f_back do) and then reused.
+ * Taking the GIL promptly.  A thread that computes in Python holds the GIL and
+ * would only let a waiter in after sys.getswitchinterval() (5 ms): the tick
+ * would be late, and worse, late in a biased way (the holder gives the GIL
+ * away early when it starts a blocking call, so late snapshots land on waits).
+ * On 3.11 the sampler therefore raises the interpreter's gil_drop_request
+ * itself, as take_gil() would after its first timeout: the holder drops the
+ * GIL at its next eval-breaker check (microseconds in Python code).  A C call
+ * that holds the GIL still delays the snapshot until it returns; the weight
+ * covers that.  Other versions wait the switch interval (see docs/format.md).
  *
- * While walking, the (code pointer, lasti) pairs go into a preallocated
- * scratch buffer and a 64-bit hash is folded in.  The key (thread, pairs) is
- * then looked up in an open-addressing hash table written in C; on a hash
- * match the pairs are memcmp()ed against the stored key.  A hit increments two
- * uint64 counters: a sample whose stacks were all seen before allocates
- * nothing.  A new key copies its pairs into an append-only pool and takes a
- * strong reference to every code object in it and to the thread object, so
- * pointers in the table can never be recycled for another object while the
- * key lives.  The references are dropped when the table is reset or freed.
+ * On CPU at the tick.  Before taking the GIL, for each thread seen at the
+ * previous snapshot, the sampler reads its CPU clock and, if the thread ran
+ * since then, its scheduler state from /proc/self/task/TID/stat ('R' = running
+ * or runnable).  A thread waiting for the GIL or blocked in a system call is
+ * asleep; one computing (with the GIL, or in C without it) is running.  The
+ * snapshot that follows within microseconds therefore shows the code that was
+ * using the CPU at the tick, and the CPU count goes to that stack, never to a
+ * wait entered after the CPU was spent.  Where /proc cannot be read, a thread
+ * counts as on CPU when it used more than half the wall time since its
+ * previous snapshot.
  *
- * Thread objects: ``threading._active[ident]`` would cost an int allocation
- * and a dict lookup per thread per sample, so a small per-thread-state cache
- * (keyed by PyThreadState_GetID(), which is never reused) remembers the Thread
- * object once found.  The cache is rebuilt in thread-list order on every
- * sample, so a steady set of threads hits on the first probe, and entries of
- * thread states that disappeared are dropped.  The same cache holds the CPU
- * clock id and last CPU reading used by ``track_cpu``.  Unlike the pure
- * sampler, which forgets nothing, a new thread that happens to reuse a dead
- * thread's ident starts with a fresh CPU reading.
+ * Snapshots.  Threads are enumerated with the documented debugger API
+ * (PyInterpreterState_ThreadHead / PyThreadState_Next); each stack is walked
+ * with the public frame API (PyThreadState_GetFrame, PyFrame_GetCode,
+ * PyFrame_GetLasti, PyFrame_GetBack), dropping the strong references at once
+ * (the frame owns its code object).  The (code pointer, lasti) pairs go into a
+ * scratch buffer while a 64-bit hash is folded in; the key (thread, pairs) is
+ * looked up in an open-addressing table written in C.  A hit increments two
+ * counters: a snapshot whose stacks were all seen before allocates nothing.
+ * A new key copies its pairs into an append-only pool and takes a strong
+ * reference to each code object and to the thread object, dropped when the
+ * table is reset or freed.
  *
- * Weights (``interval``/``clock``/``ticks``) and the on-CPU credit of
- * ``track_cpu`` follow the pure sampler's arithmetic, with the clocks read
- * as integer nanoseconds.  ``interval``, ``clock`` and ``track_cpu`` are
- * read-only here.
+ * Thread objects: a small per-thread-state cache (keyed by
+ * PyThreadState_GetID(), never reused) remembers each thread's Thread object,
+ * CPU clock id, native thread id and CPU readings; it is rebuilt in thread
+ * list order at every snapshot.  Only the sampler thread reads or writes it.
  *
- * Robustness: nothing may run Python code in the middle of a walk (Python code
- * can release the GIL, and another thread could then free the thread state
- * being iterated).  The only allocations during the walk are frame objects
- * (lazily created by CPython) and our own PyMem buffers; on 3.11 allocating a
- * GC object can run a collection synchronously, so the cyclic GC is paused for
- * the walk there (3.12+ only schedules collections from the eval loop).
- * Object references that might be the last (evicted Thread objects) are
- * released after the sample.  Errors are caught and counted in ``errors``:
- * no exception escapes a call made with the right arguments, including
- * exceptions raised by the ``on_disabled`` and countdown callbacks, which are
- * reported through sys.unraisablehook (this is the one deliberate difference
- * from the pure sampler, where they propagate into the interrupted code).
+ * Robustness: nothing may run Python code in the middle of a walk (another
+ * thread could then free the thread state being iterated).  The only
+ * allocations during the walk are frame objects (lazily created by CPython)
+ * and our own PyMem buffers; on 3.11 allocating a GC object can run a
+ * collection synchronously, so the cyclic GC is paused for the walk there.
+ * References that might be the last (evicted Thread objects) are released
+ * after the walk.  Errors are counted in ``errors``; the countdown callback's
+ * exceptions go to sys.unraisablehook.  Without the GIL the sampler touches
+ * only its own C state, clock ids and /proc: never a Python object or a
+ * pthread_t of a thread that may be gone.
  *
  * Depth: at most MAX_DEPTH frames per stack are recorded (the innermost ones:
- * they carry the self time).  A deeper stack is cut, still counted under its
- * innermost MAX_DEPTH frames, and ``truncated`` counts such samples.
+ * they carry the self time); ``truncated`` counts deeper samples.
  *
  * Free-threaded builds (Py_GIL_DISABLED) are not supported: walking another
  * thread's frames is only safe while the GIL stops it.  The module refuses to
@@ -273,11 +279,38 @@ mix(uint64_t h, uint64_t v)
     return h;
 }
 
+
+#if PY_VERSION_HEX < 0x030C0000
+/* The interpreter's GIL drop request (see the top of this file). */
+#define Py_BUILD_CORE 1
+#undef _PyGC_FINALIZED
+#include "internal/pycore_interp.h"
+#undef Py_BUILD_CORE
+#define HAVE_DROP_REQUEST 1
+static void
+request_gil(PyInterpreterState *interp)
+{
+    _Py_atomic_store_relaxed(&interp->ceval.gil_drop_request, 1);
+    _Py_atomic_store_relaxed(&interp->ceval.eval_breaker, 1);
+}
+#else
+#define HAVE_DROP_REQUEST 0
+static void
+request_gil(PyInterpreterState *interp)
+{
+    (void)interp;
+}
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+
 /* ------------------------------------------------------------------------ */
 /* Per-thread-state cache                                                   */
 
 /* Bumped in the child after fork(): thread CPU clock ids name kernel thread
- * ids, which differ in the child, so cached ones must be looked up again. */
+ * ids, which differ in the child, and the sampler thread is gone there. */
 static volatile unsigned int fork_generation;
 
 static void
@@ -289,28 +322,75 @@ after_fork_child(void)
 typedef struct {
     uint64_t tsid;        /* PyThreadState_GetID(); 0 = consumed/empty */
     unsigned long ident;  /* tstate->thread_id the entry describes */
+    unsigned long native; /* tstate->native_thread_id: the kernel's thread id */
     PyObject *thread;     /* strong ref: threading._active[ident], or NULL */
     clockid_t clock;
     unsigned int clock_generation;  /* fork_generation when clock was looked up */
     int clock_state;      /* 0 not looked up, 1 valid, -1 unavailable */
-    int has_cpu;          /* the readings below are set */
-    int64_t last_cpu_ns;  /* thread CPU clock at the previous sample */
-    int64_t last_wall_ns; /* monotonic clock at the previous sample */
-    double credit;        /* error-diffusion credit, in samples */
+    int has_cpu;          /* last_cpu_ns is set */
+    int64_t last_cpu_ns;  /* thread CPU clock at the previous snapshot */
+    int64_t last_wall_ns; /* monotonic clock at the previous snapshot */
+    int64_t tick_cpu_ns;  /* thread CPU clock read at this tick, before the GIL */
+    char tick_valid;      /* tick_cpu_ns and running are from this tick */
+    char running;         /* on CPU at this tick */
+    double credit;        /* CPU-paced modes: share of the weight carried over */
 } ThreadInfo;
 
 static void
-tinfo_init(ThreadInfo *ti, uint64_t tsid, unsigned long ident)
+tinfo_init(ThreadInfo *ti, uint64_t tsid, unsigned long ident, unsigned long native)
 {
+    memset(ti, 0, sizeof(*ti));
     ti->tsid = tsid;
     ti->ident = ident;
-    ti->thread = NULL;
-    ti->clock_state = 0;
+    ti->native = native;
     ti->clock_generation = fork_generation;
-    ti->has_cpu = 0;
-    ti->last_cpu_ns = 0;
-    ti->last_wall_ns = 0;
-    ti->credit = 0.0;
+}
+
+static inline int64_t
+clock_ns(clockid_t clock, int *ok)
+{
+    struct timespec ts;
+    if (clock_gettime(clock, &ts) != 0) {
+        *ok = 0;
+        return 0;
+    }
+    *ok = 1;
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static inline int64_t
+monotonic_ns(void)
+{
+    int ok;
+    return clock_ns(CLOCK_MONOTONIC, &ok);
+}
+
+static int proc_usable = -1;  /* /proc/self/task readable: -1 unknown */
+
+/* The scheduler state of kernel thread tid: 1 running or runnable, 0 not,
+ * -1 unknown.  Async-signal-safe calls only, no Python. */
+static int
+proc_running(unsigned long tid)
+{
+    char path[64];
+    char buf[512];
+    snprintf(path, sizeof(path), "/proc/self/task/%lu/stat", tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return -1;
+    }
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0) {
+        return -1;
+    }
+    buf[n] = '\0';
+    /* "tid (comm) S ...": comm may hold spaces and parentheses. */
+    char *p = strrchr(buf, ')');
+    if (p == NULL || p[1] != ' ' || p[2] == '\0') {
+        return -1;
+    }
+    return p[2] == 'R';
 }
 
 /* ------------------------------------------------------------------------ */
@@ -318,40 +398,74 @@ tinfo_init(ThreadInfo *ti, uint64_t tsid, unsigned long ident)
 
 typedef struct {
     PyObject_HEAD
-    vectorcallfunc vectorcall;
     Table *table;
     ThreadInfo *tinfo;        /* cache, in the order of the last walk */
-    ThreadInfo *tinfo_spare;  /* the next sample's cache is built here */
+    ThreadInfo *tinfo_spare;  /* the next snapshot's cache is built here */
     Py_ssize_t n_tinfo, cap_tinfo;
     FrameKey *scratch;        /* MAX_DEPTH frames */
-    PyObject *on_disabled;    /* NULL means None */
     PyObject *countdown_cb;   /* NULL means None */
     PyObject *threading;      /* the threading module */
     long long countdown;
-    double interval;          /* weight samples by intervals of tick_clock when > 0 */
-    int tick_clock;           /* a clock_gettime() clock id */
+    double interval;          /* seconds of tick_clock per unit of weight */
+    double pace;              /* seconds of tick_clock between ticks (settable) */
+    int tick_clock;           /* a clock_gettime() clock id: paces and weighs */
     int has_last_tick;
-    int64_t last_tick_ns;     /* tick_clock at the previous weighted sample */
+    int64_t last_tick_ns;     /* tick_clock at the previous snapshot */
     double tick_credit;       /* rounding carried to the next weight */
     unsigned long long ticks; /* sum of the weights */
     unsigned long long samples_taken;
     unsigned long long errors;
     unsigned long long truncated;
-    int64_t sample_ns;
-    char enabled;
+    unsigned long long late;  /* snapshots taken more than an interval late */
+    int64_t sample_ns;        /* wall time inside snapshots */
+    int64_t thread_cpu_ns;    /* CPU time of the sampler thread, all runs */
+    int64_t gil_wait_ns;      /* wall time from tick to holding the GIL */
     char track_cpu;
     char in_sample;
+    /* The sampler thread, guarded by mu. */
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    unsigned int mu_generation;  /* fork_generation when mu was initialised */
+    unsigned long generation;    /* bumped by arm() and stop(): run(g) ends when it differs */
+    int running;                 /* armed and not stopped */
+    int looping;                 /* a run() is in its loop */
+    unsigned long loop_ident;    /* PyThread_get_thread_ident() of that run() */
+    uint64_t own_tsid;           /* the sampler thread's state, never sampled */
+    uint64_t rng;                /* xorshift state for the ticks' jitter */
 } Sampler;
 
 static PyTypeObject Sampler_Type;
 static PyObject *str_active;  /* interned "_active" */
 
-static inline int64_t
-monotonic_ns(void)
+static int
+sampler_init_sync(Sampler *self)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    pthread_condattr_t attr;
+    if (pthread_mutex_init(&self->mu, NULL) != 0) {
+        return -1;
+    }
+    if (pthread_condattr_init(&attr) != 0) {
+        return -1;
+    }
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    int rc = pthread_cond_init(&self->cond, &attr);
+    pthread_condattr_destroy(&attr);
+    self->mu_generation = fork_generation;
+    return rc == 0 ? 0 : -1;
+}
+
+/* Lock the sampler thread's mutex.  In a forked child the sampler thread is
+ * gone (it may even have held the mutex at fork time): start afresh. */
+static void
+sampler_lock(Sampler *self)
+{
+    if (self->mu_generation != fork_generation) {
+        sampler_init_sync(self);
+        self->running = 0;
+        self->looping = 0;
+        self->generation++;
+    }
+    pthread_mutex_lock(&self->mu);
 }
 
 /* Round credit + 0.5 towards zero, as Python's int(), clamped to [0, limit]. */
@@ -368,14 +482,9 @@ round_credit(double credit, uint64_t limit)
     return (uint64_t)r;
 }
 
-/* How much of this sample's weight counts as on CPU for the thread?  Error
- * diffusion, as in the pure sampler: the thread earns the CPU time it used
- * since its previous sample divided by the interval (or, without one, by the
- * wall time elapsed); the on-CPU count is that credit rounded, at most the
- * sample's weight, and the rest is carried over.  A thread's first sample
- * only takes the readings. */
-static uint64_t
-thread_on_cpu(ThreadInfo *ti, int64_t wall_ns, double interval, uint64_t weight)
+/* Look the thread's CPU clock up (with the GIL held: the thread is alive). */
+static void
+tinfo_clock(ThreadInfo *ti)
 {
     if (ti->clock_state == 0 || ti->clock_generation != fork_generation) {
         ti->clock_state =
@@ -385,33 +494,81 @@ thread_on_cpu(ThreadInfo *ti, int64_t wall_ns, double interval, uint64_t weight)
             ti->has_cpu = 0;  /* the child's CPU clock starts afresh */
         }
     }
-    if (ti->clock_state < 0) {
-        return 0;
+}
+
+/* Read, at the tick, each known thread's CPU clock and whether it is on CPU.
+ * Runs without the GIL on the sampler thread (or with it, for sample()).
+ * Returns how many threads are on CPU. */
+static Py_ssize_t
+read_tick(Sampler *self, int64_t wall_ns)
+{
+    Py_ssize_t n_running = 0;
+    for (Py_ssize_t k = 0; k < self->n_tinfo; k++) {
+        ThreadInfo *ti = &self->tinfo[k];
+        ti->tick_valid = 0;
+        ti->running = 0;
+        if (ti->tsid == 0 || ti->tsid == self->own_tsid || ti->clock_state != 1
+            || ti->clock_generation != fork_generation) {
+            continue;
+        }
+        int ok;
+        int64_t cpu = clock_ns(ti->clock, &ok);
+        if (!ok) {
+            continue;  /* the thread is gone */
+        }
+        ti->tick_cpu_ns = cpu;
+        ti->tick_valid = 1;
+        if (!ti->has_cpu || cpu <= ti->last_cpu_ns) {
+            continue;  /* did not run since the previous snapshot */
+        }
+        int state = proc_usable ? proc_running(ti->native) : -1;
+        if (state < 0) {
+            if (proc_usable < 0) {
+                proc_usable = access("/proc/self/task", R_OK) == 0;
+            }
+            int64_t wall = wall_ns - ti->last_wall_ns;
+            state = wall > 0 && 2 * (cpu - ti->last_cpu_ns) > wall;
+        }
+        ti->running = (char)state;
+        n_running += state;
     }
-    struct timespec ts;
-    if (clock_gettime(ti->clock, &ts) != 0) {
-        return 0;
-    }
-    int64_t cpu_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-    if (!ti->has_cpu) {
-        ti->has_cpu = 1;
-        ti->last_cpu_ns = cpu_ns;
+    return n_running;
+}
+
+/* The CPU count of one thread's sample of the given weight. */
+static uint64_t
+cpu_count(Sampler *self, ThreadInfo *ti, uint64_t weight, Py_ssize_t n_running,
+          int64_t wall_ns)
+{
+    uint64_t on = 0;
+    if (ti->tick_valid) {
+        if (self->tick_clock == CLOCK_MONOTONIC) {
+            on = ti->running ? weight : 0;
+        }
+        else if (ti->running && n_running > 0) {
+            /* The weight is CPU time of the whole process: share it among the
+             * threads that were spending it. */
+            ti->credit += (double)weight / (double)n_running;
+            on = round_credit(ti->credit, weight);
+            ti->credit -= (double)on;
+        }
+        ti->last_cpu_ns = ti->tick_cpu_ns;
         ti->last_wall_ns = wall_ns;
-        ti->credit = 0.0;
-        return 0;
+        ti->has_cpu = 1;
+        return on;
     }
-    double used = (double)(cpu_ns - ti->last_cpu_ns) / 1e9;
-    if (interval > 0) {
-        ti->credit += used / interval;
+    /* First sight: take the readings the next tick compares against. */
+    tinfo_clock(ti);
+    if (ti->clock_state == 1) {
+        int ok;
+        int64_t cpu = clock_ns(ti->clock, &ok);
+        if (ok) {
+            ti->last_cpu_ns = cpu;
+            ti->last_wall_ns = wall_ns;
+            ti->has_cpu = 1;
+        }
     }
-    else if (wall_ns > ti->last_wall_ns) {
-        ti->credit += used / ((double)(wall_ns - ti->last_wall_ns) / 1e9);
-    }
-    uint64_t on = round_credit(ti->credit, weight);
-    ti->credit -= (double)on;
-    ti->last_cpu_ns = cpu_ns;
-    ti->last_wall_ns = wall_ns;
-    return on;
+    return 0;
 }
 
 /* Find the threading.Thread object of ti->ident (borrowed into the cache). */
@@ -448,8 +605,8 @@ thread_lookup(Sampler *self, ThreadInfo *ti)
 
 /* Walk one stack (consumes the reference to f) and count it. */
 static int
-count_stack(Sampler *self, ThreadInfo *ti, PyFrameObject *f, int64_t wall_ns,
-            uint64_t weight)
+count_stack(Sampler *self, ThreadInfo *ti, PyFrameObject *f, uint64_t weight,
+            uint64_t oncpu)
 {
     FrameKey *buf = self->scratch;
     uint32_t depth = 0;
@@ -478,7 +635,6 @@ count_stack(Sampler *self, ThreadInfo *ti, PyFrameObject *f, int64_t wall_ns,
         /* PyFrame_GetBack could not create a frame object. */
         return -1;
     }
-    uint64_t oncpu = self->track_cpu ? thread_on_cpu(ti, wall_ns, self->interval, weight) : 0;
     return table_count(self->table, ti->thread, ti->ident, buf, depth, plop_mix64(h), weight, oncpu);
 }
 
@@ -508,22 +664,18 @@ ensure_tinfo_capacity(Sampler *self, Py_ssize_t need)
     return 0;
 }
 
-/* How many intervals this sample stands for (see the pure sampler): 1 without
- * an interval or on the first sample, else the intervals of the tick clock
- * elapsed since the previous sample, rounded with error diffusion. */
+/* How many intervals this snapshot stands for (see the pure sampler): 1 on
+ * the first snapshot, else the intervals of the tick clock elapsed since the
+ * previous one, rounded with error diffusion. */
 static int
 sample_weight(Sampler *self, uint64_t *weight)
 {
-    if (!(self->interval > 0)) {
-        *weight = 1;
-        return 0;
-    }
-    struct timespec ts;
-    if (clock_gettime((clockid_t)self->tick_clock, &ts) != 0) {
+    int ok;
+    int64_t now = clock_ns((clockid_t)self->tick_clock, &ok);
+    if (!ok) {
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
-    int64_t now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
     int had = self->has_last_tick;
     int64_t last = self->last_tick_ns;
     self->has_last_tick = 1;
@@ -539,27 +691,23 @@ sample_weight(Sampler *self, uint64_t *weight)
     return 0;
 }
 
-/* Take one sample of every thread of this interpreter.  Returns -1 with an
- * exception set if any thread could not be counted; the other threads are
- * still counted.  Thread objects evicted from the cache are handed back in
- * evicted[] for the caller to release once the sample is complete. */
+/* Take one snapshot of every thread of this interpreter but the calling one,
+ * which is counted at frame_arg unless that is None.  n_running comes from
+ * read_tick().  Returns -1 with an exception set if any thread could not be
+ * counted; the other threads are still counted.  Thread objects evicted from
+ * the cache are handed back in evicted[] for release after the snapshot. */
 static int
-sample(Sampler *self, PyObject *frame_arg, int64_t wall_ns,
-       PyObject **evicted, int *n_evicted)
+snapshot(Sampler *self, PyObject *frame_arg, Py_ssize_t n_running, int64_t wall_ns,
+         PyObject **evicted, int *n_evicted)
 {
     uint64_t weight;
     if (sample_weight(self, &weight) < 0) {
         return -1;
     }
     if (weight == 0) {
-        return 0;  /* less than half an interval since the previous sample */
+        return 0;  /* less than half an interval since the previous snapshot */
     }
     self->ticks += weight;
-    if (frame_arg != Py_None && !PyFrame_Check(frame_arg)) {
-        PyErr_Format(PyExc_TypeError, "frame must be a frame or None, not %.200s",
-                     Py_TYPE(frame_arg)->tp_name);
-        return -1;
-    }
     if (self->table == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "sampler was cleared");
         return -1;
@@ -608,26 +756,28 @@ sample(Sampler *self, PyObject *frame_arg, int64_t wall_ns,
             found->tsid = 0;
             found->thread = NULL;
             if (ti->ident != ident) {
-                /* The thread state was bound to its OS thread since. */
+                /* The thread state was bound to another OS thread since. */
                 if (ti->thread != NULL && *n_evicted < MAX_EVICT) {
                     evicted[(*n_evicted)++] = ti->thread;
                     ti->thread = NULL;
                 }
                 Py_CLEAR(ti->thread);  /* not reached unless evicted[] is full */
-                tinfo_init(ti, tsid, ident);
+                tinfo_init(ti, tsid, ident, ts->native_thread_id);
             }
         }
         else {
-            tinfo_init(ti, tsid, ident);
+            tinfo_init(ti, tsid, ident, ts->native_thread_id);
         }
 
-        if (failed) {
-            continue;  /* keep rebuilding the cache, count nothing more */
+        if (failed || tsid == self->own_tsid) {
+            continue;  /* keep rebuilding the cache; the sampler is not sampled */
         }
         PyFrameObject *f;
         if (ts == me) {
-            /* Sample the frame the signal interrupted, not the handler's. */
-            f = (PyFrameObject *)(frame_arg == Py_None ? NULL : Py_NewRef(frame_arg));
+            if (frame_arg == Py_None) {
+                continue;
+            }
+            f = (PyFrameObject *)Py_NewRef(frame_arg);
         }
         else {
             f = PyThreadState_GetFrame(ts);
@@ -640,7 +790,8 @@ sample(Sampler *self, PyObject *frame_arg, int64_t wall_ns,
             failed = 1;
             continue;
         }
-        if (count_stack(self, ti, f, wall_ns, weight) < 0) {
+        uint64_t oncpu = self->track_cpu ? cpu_count(self, ti, weight, n_running, wall_ns) : 0;
+        if (count_stack(self, ti, f, weight, oncpu) < 0) {
             failed = 1;
         }
     }
@@ -659,7 +810,7 @@ sample(Sampler *self, PyObject *frame_arg, int64_t wall_ns,
             old[k].tsid = 0;
         }
         else {
-            cur[n_cur++] = old[k];  /* released by a later sample */
+            cur[n_cur++] = old[k];  /* released by a later snapshot */
             old[k].tsid = 0;
             old[k].thread = NULL;
         }
@@ -670,8 +821,8 @@ sample(Sampler *self, PyObject *frame_arg, int64_t wall_ns,
     return failed ? -1 : 0;
 }
 
-/* Call a callback from the handler: failures are counted and reported
- * through sys.unraisablehook, never raised into the interrupted code. */
+/* Call a callback from the sampler: failures are counted and reported
+ * through sys.unraisablehook, never raised. */
 static void
 call_callback(Sampler *self, PyObject *callback)
 {
@@ -685,34 +836,10 @@ call_callback(Sampler *self, PyObject *callback)
     }
 }
 
-static PyObject *
-sampler_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
-                   PyObject *kwnames)
+/* One snapshot with its bookkeeping, GIL held. */
+static void
+take_snapshot(Sampler *self, PyObject *frame_arg, Py_ssize_t n_running, int64_t tick_ns)
 {
-    Sampler *self = (Sampler *)callable;
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    if (nargs != 2 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) != 0)) {
-        PyErr_Format(PyExc_TypeError,
-                     "Sampler expects 2 positional arguments (signum, frame), got %zd",
-                     nargs);
-        return NULL;
-    }
-    if (!self->enabled) {
-        PyObject *callback = self->on_disabled;
-        self->on_disabled = NULL;
-        if (callback != NULL) {
-            call_callback(self, callback);
-            Py_DECREF(callback);
-        }
-        Py_RETURN_NONE;
-    }
-    if (self->in_sample) {
-        /* A nested call while sampling (only possible if the sample ran
-         * Python code): the interrupted sample stands for both, as in the
-         * pure sampler. */
-        Py_RETURN_NONE;
-    }
-
     int64_t t0 = monotonic_ns();
     PyObject *evicted[MAX_EVICT];
     int n_evicted = 0;
@@ -722,7 +849,7 @@ sampler_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
      * crosses the threshold; its finalizers must not run mid-walk. */
     int gc_was_enabled = PyGC_Disable();
 #endif
-    if (sample(self, args[1], t0, evicted, &n_evicted) < 0) {
+    if (snapshot(self, frame_arg, n_running, tick_ns, evicted, &n_evicted) < 0) {
         PyErr_Clear();
         self->errors++;
     }
@@ -746,6 +873,210 @@ sampler_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf,
             Py_DECREF(callback);
         }
     }
+}
+
+PyDoc_STRVAR(sample_doc,
+"sample(frame=None)\n--\n\n"
+"Take one snapshot now, from the calling thread: every other thread at its\n"
+"current frame, the calling thread at frame (or not at all when None).");
+
+static PyObject *
+Sampler_sample(Sampler *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs > 1) {
+        PyErr_Format(PyExc_TypeError, "sample expects at most 1 argument, got %zd", nargs);
+        return NULL;
+    }
+    PyObject *frame = nargs ? args[0] : Py_None;
+    if (frame != Py_None && !PyFrame_Check(frame)) {
+        PyErr_Format(PyExc_TypeError, "frame must be a frame or None, not %.200s",
+                     Py_TYPE(frame)->tp_name);
+        return NULL;
+    }
+    if (self->in_sample) {
+        Py_RETURN_NONE;  /* re-entered from a callback: the outer snapshot stands */
+    }
+    int64_t now = monotonic_ns();
+    Py_ssize_t n_running = self->track_cpu ? read_tick(self, now) : 0;
+    take_snapshot(self, frame, n_running, now);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(arm_doc,
+"arm()\n--\n\n"
+"Prepare a run: returns the generation to pass to run() on the new thread.");
+
+static PyObject *
+Sampler_arm(Sampler *self, PyObject *Py_UNUSED(ignored))
+{
+    sampler_lock(self);
+    int busy = self->running;
+    unsigned long generation = 0;
+    if (!busy) {
+        generation = ++self->generation;
+        self->running = 1;  /* claimed until run() starts, or stop() */
+    }
+    pthread_mutex_unlock(&self->mu);
+    if (busy) {
+        PyErr_SetString(PyExc_RuntimeError, "the sampler is already running");
+        return NULL;
+    }
+    self->has_last_tick = 0;  /* a pause is not time to weight the next snapshot with */
+    return PyLong_FromUnsignedLong(generation);
+}
+
+PyDoc_STRVAR(stop_doc,
+"stop()\n--\n\n"
+"End the run: no snapshot starts after this returns; the thread exits soon.");
+
+static PyObject *
+Sampler_stop(Sampler *self, PyObject *Py_UNUSED(ignored))
+{
+    sampler_lock(self);
+    self->generation++;
+    self->running = 0;
+    pthread_cond_broadcast(&self->cond);
+    int wait = self->looping && self->loop_ident != PyThread_get_thread_ident();
+    pthread_mutex_unlock(&self->mu);
+    if (wait) {
+        /* Let the loop finish (it needs the GIL to), so the figures are final. */
+        Py_BEGIN_ALLOW_THREADS
+        pthread_mutex_lock(&self->mu);
+        while (self->looping) {
+            pthread_cond_wait(&self->cond, &self->mu);
+        }
+        pthread_mutex_unlock(&self->mu);
+        Py_END_ALLOW_THREADS
+    }
+    Py_RETURN_NONE;
+}
+
+/* Wait (GIL released) until the next tick of run generation g; returns 0 at
+ * the tick, 1 when the run was stopped.  deadline_ns is on the tick clock. */
+static int
+wait_tick(Sampler *self, unsigned long g, int64_t *deadline_ns)
+{
+    int64_t interval_ns = (int64_t)(self->pace * 1e9);
+    if (interval_ns < 1000) {
+        interval_ns = 1000;
+    }
+    int wall = self->tick_clock == CLOCK_MONOTONIC;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (ncpu < 1) {
+        ncpu = 1;
+    }
+    pthread_mutex_lock(&self->mu);
+    for (;;) {
+        if (self->generation != g || self->mu_generation != fork_generation) {
+            pthread_mutex_unlock(&self->mu);
+            return 1;
+        }
+        int ok;
+        int64_t now = clock_ns((clockid_t)self->tick_clock, &ok);
+        if (!ok || now >= *deadline_ns) {
+            break;
+        }
+        /* On a CPU clock the wall time to wait is unknown: at most the
+         * remaining CPU time spread over every core, then look again. */
+        int64_t wait = *deadline_ns - now;
+        if (!wall) {
+            wait /= ncpu;
+            if (wait < 200000) {
+                wait = 200000;
+            }
+            if (wait > interval_ns) {
+                wait = interval_ns;
+            }
+        }
+        int64_t until = monotonic_ns() + wait;
+        struct timespec ts = {(time_t)(until / 1000000000), (long)(until % 1000000000)};
+        pthread_cond_timedwait(&self->cond, &self->mu, &ts);
+    }
+    pthread_mutex_unlock(&self->mu);
+    /* The next tick is 0.75 to 1.25 intervals on, at random: a program that
+     * runs in step with the interval (a 10 ms loop sampled every 10 ms) would
+     * otherwise always be seen at the same phase.  The weights keep the sum
+     * exact, and the mean rate is the one asked. */
+    uint64_t x = self->rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    self->rng = x;
+    double u = (double)(x >> 11) / 9007199254740992.0;
+    int ok;
+    int64_t now = clock_ns((clockid_t)self->tick_clock, &ok);
+    *deadline_ns += (int64_t)((double)interval_ns * (0.75 + 0.5 * u));
+    if (*deadline_ns <= now) {
+        /* More than an interval late: the next snapshot's weight says so. */
+        self->late++;
+        *deadline_ns = now + interval_ns;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(run_doc,
+"run(generation)\n--\n\n"
+"The sampler thread's loop (call it on a new thread with arm()'s result):\n"
+"one snapshot every interval of the tick clock until stop().");
+
+static PyObject *
+Sampler_run(Sampler *self, PyObject *arg)
+{
+    unsigned long g = PyLong_AsUnsignedLong(arg);
+    if (g == (unsigned long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    PyThreadState *me = PyThreadState_Get();
+    PyInterpreterState *interp = PyThreadState_GetInterpreter(me);
+    sampler_lock(self);
+    if (self->generation != g || self->looping) {
+        pthread_mutex_unlock(&self->mu);
+        Py_RETURN_NONE;  /* stopped before it began, or another run is looping */
+    }
+    self->looping = 1;
+    self->loop_ident = PyThread_get_thread_ident();
+    pthread_mutex_unlock(&self->mu);
+    self->own_tsid = PyThreadState_GetID(me);
+    Py_INCREF(self);  /* the loop's own reference */
+    int ok;
+    int64_t cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID, &ok);
+    int64_t deadline = clock_ns((clockid_t)self->tick_clock, &ok) + (int64_t)(self->pace * 1e9);
+    for (;;) {
+        int stopped;
+        int64_t tick_ns = 0;
+        Py_ssize_t n_running = 0;
+        PyThreadState *saved = PyEval_SaveThread();
+        stopped = wait_tick(self, g, &deadline);
+        if (!stopped) {
+            tick_ns = monotonic_ns();
+            n_running = self->track_cpu ? read_tick(self, tick_ns) : 0;
+            if (HAVE_DROP_REQUEST) {
+                request_gil(interp);
+            }
+        }
+        PyEval_RestoreThread(saved);
+        if (stopped) {
+            break;
+        }
+        sampler_lock(self);
+        stopped = self->generation != g;
+        pthread_mutex_unlock(&self->mu);
+        if (stopped) {
+            break;  /* stop() ran while we waited for the GIL */
+        }
+        self->gil_wait_ns += monotonic_ns() - tick_ns;
+        take_snapshot(self, Py_None, n_running, tick_ns);
+        int64_t cpu1 = clock_ns(CLOCK_THREAD_CPUTIME_ID, &ok);
+        self->thread_cpu_ns += cpu1 - cpu0;
+        cpu0 = cpu1;
+    }
+    int64_t cpu1 = clock_ns(CLOCK_THREAD_CPUTIME_ID, &ok);
+    self->thread_cpu_ns += cpu1 - cpu0;
+    sampler_lock(self);
+    self->looping = 0;
+    pthread_cond_broadcast(&self->cond);
+    pthread_mutex_unlock(&self->mu);
+    Py_DECREF(self);
     Py_RETURN_NONE;
 }
 
@@ -754,10 +1085,16 @@ Sampler_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"track_cpu", "interval", "clock", NULL};
     int track_cpu = 0;
-    double interval = 0.0;
+    double interval = 0.01;
     int clock = CLOCK_MONOTONIC;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|pdi:Sampler", kwlist,
                                      &track_cpu, &interval, &clock)) {
+        return NULL;
+    }
+    if (!(interval > 0) || interval > 1e6) {
+        PyObject *v = PyFloat_FromDouble(interval);
+        PyErr_Format(PyExc_ValueError, "interval must be a positive number of seconds, not %R", v);
+        Py_XDECREF(v);
         return NULL;
     }
     PyObject *threading = PyImport_ImportModule("threading");
@@ -769,15 +1106,15 @@ Sampler_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         Py_DECREF(threading);
         return NULL;
     }
-    self->vectorcall = sampler_vectorcall;
     self->threading = threading;
-    self->enabled = 1;
     self->track_cpu = (char)track_cpu;
     self->interval = interval;
+    self->pace = interval;
     self->tick_clock = clock;
+    self->rng = ((uint64_t)monotonic_ns() ^ (uint64_t)(uintptr_t)self) | 1;
     self->table = table_new();
     self->scratch = PyMem_Malloc(MAX_DEPTH * sizeof(FrameKey));
-    if (self->table == NULL || self->scratch == NULL) {
+    if (self->table == NULL || self->scratch == NULL || sampler_init_sync(self) < 0) {
         Py_DECREF(self);
         return PyErr_NoMemory();
     }
@@ -787,7 +1124,6 @@ Sampler_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 static int
 Sampler_traverse(Sampler *self, visitproc visit, void *arg)
 {
-    Py_VISIT(self->on_disabled);
     Py_VISIT(self->countdown_cb);
     Py_VISIT(self->threading);
     for (Py_ssize_t k = 0; k < self->n_tinfo; k++) {
@@ -806,7 +1142,6 @@ Sampler_traverse(Sampler *self, visitproc visit, void *arg)
 static int
 Sampler_clear(Sampler *self)
 {
-    Py_CLEAR(self->on_disabled);
     Py_CLEAR(self->countdown_cb);
     Py_CLEAR(self->threading);
     self->countdown = 0;
@@ -843,9 +1178,10 @@ Sampler_dealloc(Sampler *self)
     PyObject_GC_UnTrack(self);
     Sampler_clear(self);
     PyMem_Free(self->scratch);
+    pthread_cond_destroy(&self->cond);
+    pthread_mutex_destroy(&self->mu);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
-
 PyDoc_STRVAR(set_countdown_doc,
 "set_countdown(n, callback)\n--\n\n"
 "Call callback() from inside the handler after n more samples, once.\n"
@@ -968,6 +1304,10 @@ done:
 }
 
 static PyMethodDef Sampler_methods[] = {
+    {"sample", (PyCFunction)(void (*)(void))Sampler_sample, METH_FASTCALL, sample_doc},
+    {"arm", (PyCFunction)Sampler_arm, METH_NOARGS, arm_doc},
+    {"run", (PyCFunction)Sampler_run, METH_O, run_doc},
+    {"stop", (PyCFunction)Sampler_stop, METH_NOARGS, stop_doc},
     {"set_countdown", (PyCFunction)(void (*)(void))Sampler_set_countdown,
      METH_FASTCALL, set_countdown_doc},
     {"take", (PyCFunction)(void (*)(void))Sampler_take,
@@ -975,22 +1315,55 @@ static PyMethodDef Sampler_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static PyObject *
-get_samples_taken(Sampler *self, void *closure)
-{
-    return PyLong_FromUnsignedLongLong(self->samples_taken);
-}
+#define ULL_GETTER(name, expr)                                  \
+    static PyObject *get_##name(Sampler *self, void *closure)   \
+    {                                                           \
+        return PyLong_FromUnsignedLongLong(expr);               \
+    }
+#define SECONDS_GETTER(name, expr)                              \
+    static PyObject *get_##name(Sampler *self, void *closure)   \
+    {                                                           \
+        return PyFloat_FromDouble((double)(expr) / 1e9);        \
+    }
 
-static PyObject *
-get_ticks(Sampler *self, void *closure)
-{
-    return PyLong_FromUnsignedLongLong(self->ticks);
-}
+ULL_GETTER(samples_taken, self->samples_taken)
+ULL_GETTER(ticks, self->ticks)
+ULL_GETTER(errors, self->errors)
+ULL_GETTER(truncated, self->truncated)
+ULL_GETTER(late, self->late)
+SECONDS_GETTER(sample_time, self->sample_ns)
+SECONDS_GETTER(gil_wait, self->gil_wait_ns)
+SECONDS_GETTER(thread_cpu_time, self->thread_cpu_ns)
 
 static PyObject *
 get_interval(Sampler *self, void *closure)
 {
     return PyFloat_FromDouble(self->interval);
+}
+
+static PyObject *
+get_pace(Sampler *self, void *closure)
+{
+    return PyFloat_FromDouble(self->pace);
+}
+
+static int
+set_pace(Sampler *self, PyObject *value, void *closure)
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete pace");
+        return -1;
+    }
+    double pace = PyFloat_AsDouble(value);
+    if (pace == -1.0 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (!(pace > 0) || pace > 1e6) {
+        PyErr_SetString(PyExc_ValueError, "pace must be a positive number of seconds");
+        return -1;
+    }
+    self->pace = pace;  /* read by the sampler thread at its next tick */
+    return 0;
 }
 
 static PyObject *
@@ -1000,108 +1373,62 @@ get_clock(Sampler *self, void *closure)
 }
 
 static PyObject *
-get_errors(Sampler *self, void *closure)
-{
-    return PyLong_FromUnsignedLongLong(self->errors);
-}
-
-static PyObject *
-get_truncated(Sampler *self, void *closure)
-{
-    return PyLong_FromUnsignedLongLong(self->truncated);
-}
-
-static PyObject *
-get_sample_time(Sampler *self, void *closure)
-{
-    return PyFloat_FromDouble((double)self->sample_ns / 1e9);
-}
-
-static PyObject *
 get_track_cpu(Sampler *self, void *closure)
 {
     return PyBool_FromLong(self->track_cpu);
 }
 
 static PyObject *
-get_enabled(Sampler *self, void *closure)
+get_running(Sampler *self, void *closure)
 {
-    return PyBool_FromLong(self->enabled);
-}
-
-static int
-set_enabled(Sampler *self, PyObject *value, void *closure)
-{
-    if (value == NULL) {
-        PyErr_SetString(PyExc_AttributeError, "cannot delete enabled");
-        return -1;
-    }
-    int b = PyObject_IsTrue(value);
-    if (b < 0) {
-        return -1;
-    }
-    self->enabled = (char)b;
-    self->has_last_tick = 0;  /* a pause is not time to weight the next sample with */
-    return 0;
+    sampler_lock(self);
+    int running = self->running;
+    pthread_mutex_unlock(&self->mu);
+    return PyBool_FromLong(running);
 }
 
 static PyObject *
-get_on_disabled(Sampler *self, void *closure)
+get_prompt_gil(Sampler *self, void *closure)
 {
-    return Py_NewRef(self->on_disabled ? self->on_disabled : Py_None);
-}
-
-static int
-set_on_disabled(Sampler *self, PyObject *value, void *closure)
-{
-    if (value == NULL) {
-        PyErr_SetString(PyExc_AttributeError, "cannot delete on_disabled");
-        return -1;
-    }
-    PyObject *old = self->on_disabled;
-    self->on_disabled = value == Py_None ? NULL : Py_NewRef(value);
-    Py_XDECREF(old);
-    return 0;
+    return PyBool_FromLong(HAVE_DROP_REQUEST);
 }
 
 static PyGetSetDef Sampler_getset[] = {
-    {"samples_taken", (getter)get_samples_taken, NULL,
-     "Number of samples taken (calls while enabled).", NULL},
-    {"ticks", (getter)get_ticks, NULL,
-     "Sum of the samples' weights (see interval).", NULL},
-    {"interval", (getter)get_interval, NULL,
-     "Seconds of clock per unit of weight; 0 counts every sample once.", NULL},
+    {"samples_taken", (getter)get_samples_taken, NULL, "Snapshots taken.", NULL},
+    {"ticks", (getter)get_ticks, NULL, "Sum of the snapshots' weights (see interval).", NULL},
+    {"interval", (getter)get_interval, NULL, "Seconds of clock per unit of weight.", NULL},
+    {"pace", (getter)get_pace, (setter)set_pace, "Seconds of clock between ticks.", NULL},
     {"clock", (getter)get_clock, NULL,
-     "The clock_gettime() clock id that samples are weighted on.", NULL},
+     "The clock_gettime() clock id that paces and weighs snapshots.", NULL},
     {"sample_time", (getter)get_sample_time, NULL,
-     "Seconds spent sampling, on the monotonic clock.", NULL},
-    {"errors", (getter)get_errors, NULL,
-     "Exceptions raised and swallowed inside the handler.", NULL},
+     "Seconds spent inside snapshots, on the monotonic clock.", NULL},
+    {"gil_wait", (getter)get_gil_wait, NULL,
+     "Seconds from the ticks to holding the GIL, summed (wall clock).", NULL},
+    {"thread_cpu_time", (getter)get_thread_cpu_time, NULL,
+     "CPU seconds the sampler thread used (updated after each snapshot).", NULL},
+    {"late", (getter)get_late, NULL,
+     "Snapshots taken more than an interval after their tick.", NULL},
+    {"errors", (getter)get_errors, NULL, "Exceptions raised and swallowed while sampling.", NULL},
     {"truncated", (getter)get_truncated, NULL,
-     "Samples with a stack deeper than MAX_DEPTH, counted under its innermost frames.",
-     NULL},
-    {"track_cpu", (getter)get_track_cpu, NULL,
-     "Whether on-CPU samples are counted as well.", NULL},
-    {"enabled", (getter)get_enabled, (setter)set_enabled,
-     "When false, a call counts nothing and calls on_disabled once.", NULL},
-    {"on_disabled", (getter)get_on_disabled, (setter)set_on_disabled,
-     "Called once, with no arguments, by the first call while disabled.", NULL},
+     "Samples with a stack deeper than MAX_DEPTH, counted under its innermost frames.", NULL},
+    {"track_cpu", (getter)get_track_cpu, NULL, "Whether on-CPU samples are counted as well.", NULL},
+    {"running", (getter)get_running, NULL, "Whether a run is armed and not stopped.", NULL},
+    {"prompt_gil", (getter)get_prompt_gil, NULL,
+     "Whether the sampler asks for the GIL at once (else it waits the switch interval).", NULL},
     {NULL},
 };
 
 PyDoc_STRVAR(Sampler_doc,
-"Sampler(track_cpu=False, interval=0.0, clock=time.CLOCK_MONOTONIC)\n--\n\n"
-"Signal handler counting (thread, stack) keys; see plop._pysampler for the\n"
-"protocol.  Install it directly: signal.signal(sig, sampler).");
+"Sampler(track_cpu=False, interval=0.01, clock=time.CLOCK_MONOTONIC)\n--\n\n"
+"Counts (thread, stack) keys from a sampler thread of its own; see\n"
+"plop._pysampler for the protocol.");
 
 static PyTypeObject Sampler_Type = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "plop._sampler.Sampler",
     .tp_basicsize = sizeof(Sampler),
     .tp_dealloc = (destructor)Sampler_dealloc,
-    .tp_vectorcall_offset = offsetof(Sampler, vectorcall),
-    .tp_call = PyVectorcall_Call,
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_doc = Sampler_doc,
     .tp_traverse = (traverseproc)Sampler_traverse,
     .tp_clear = (inquiry)Sampler_clear,

@@ -1,24 +1,32 @@
-"""The collector: an interval timer whose signal handler counts every thread's stack.
+"""The collector: a sampler thread that counts every thread's stack.
 
-``signal.setitimer`` fires a signal every ``interval`` seconds of the chosen
-clock; the handler (a :class:`plop._sampler.Sampler`, compiled where possible)
-walks ``sys._current_frames()`` and counts identical stacks. All expensive work
+A thread of plop's own (:mod:`plop._sampler`, compiled where possible, or its
+pure twin :mod:`plop._pysampler`) wakes every ``interval``, takes the GIL,
+walks every thread's stack and counts identical stacks. All expensive work
 (resolving line numbers, naming threads, building a :class:`~plop.profile.Profile`)
 is done once per *distinct* stack when the profile is read, never per sample.
 
-Modes, as in ``man 2 setitimer``:
+Earlier versions sampled from a timer signal. Python runs signal handlers on
+the main thread only, so while the main thread waited (``join()``,
+``future.result()``, a queue, a lock, ``select``) nothing was sampled: a
+thread pool's profile came from a handful of snapshots. The sampler thread
+samples every thread at the asked rate whatever the main thread does, and it
+uses no signal, so the program keeps all of them.
+
+Modes say which clock paces the snapshots and which view a profile opens in:
 
 ``prof``
-    ``SIGPROF``, process CPU time (user + system): where the CPU goes.
+    process CPU time (user + system): the sampler wakes as the process spends
+    CPU, and the profile opens in its CPU view: where the CPU goes.
 ``virtual``
-    ``SIGVTALRM``, process user CPU time only.
+    the same clock (Linux has no clock of user time alone to wait on), kept
+    for the original plop's users.
 ``real``
-    ``SIGALRM``, wall-clock time: samples sleeping and blocked threads too,
-    which is what a server waiting on I/O needs.
+    wall-clock time: sleeping and blocked threads are seen too, which is what
+    a server waiting on I/O needs; the profile opens in its wall view.
 
-On Linux the ``prof`` and ``virtual`` timers only tick at the kernel's HZ
-(often 250/s), so asking for more than that delivers fewer samples than asked;
-``real`` timers are high resolution.
+Every mode records both views in one pass: each sample counts its weight
+(wall) and, where the thread was on a CPU at the tick, its CPU count.
 
 Usage::
 
@@ -31,10 +39,10 @@ Usage::
 """
 from __future__ import annotations
 
+import _thread
 import bisect
 import os
 import platform
-import signal
 import socket
 import sys
 import threading
@@ -52,40 +60,29 @@ else:
     except ImportError:  # no compiler where plop was installed
         from plop._pysampler import Sampler  # type: ignore[no-redef]
 
-#: mode -> (timer, signal)
-MODES: dict[str, tuple[int, signal.Signals]] = {
-    "prof": (signal.ITIMER_PROF, signal.SIGPROF),
-    "virtual": (signal.ITIMER_VIRTUAL, signal.SIGVTALRM),
-    "real": (signal.ITIMER_REAL, signal.SIGALRM),
-}
-
-#: mode -> the clock_gettime() clock a sample's weight is measured on. Linux has
-#: no clock of user time alone, so ``virtual`` samples are weighted by user +
-#: system time, which for Python code is nearly all user time.
-_TIMER_CLOCK_IDS: dict[str, int] = {
+#: mode -> the clock_gettime() clock that paces and weighs its snapshots
+MODES: dict[str, int] = {
     "prof": time.CLOCK_PROCESS_CPUTIME_ID,
     "virtual": time.CLOCK_PROCESS_CPUTIME_ID,
     "real": time.CLOCK_MONOTONIC,
 }
 
-#: mode -> the clock its timer counts, for ``start(duration=...)``
+#: mode -> its clock in seconds, for ``start(duration=...)``
 _CLOCKS: dict[str, Callable[[], float]] = {
     "prof": time.process_time,
-    "virtual": lambda: os.times().user,
+    "virtual": time.process_time,
     "real": time.monotonic,
 }
 
 
 class Collector:
-    """Samples every thread's stack on an interval timer.
+    """Samples every thread's stack from a sampler thread of its own.
 
-    ``interval`` is in seconds of the mode's clock. ``track_cpu`` (``real``
-    mode only, default on there) also records, for each sample, whether the
-    thread had run on a CPU since its previous sample, so a wall-clock profile
-    can also be viewed as a CPU profile (:meth:`Profile.cpu`).
+    ``interval`` is in seconds of the mode's clock. ``track_cpu`` (default
+    on) also records, for each sample, whether the thread was on a CPU at the
+    tick, so every profile has a CPU view (:meth:`Profile.cpu`).
 
-    The collector must be started from the main thread, because Python runs
-    signal handlers there; it may be stopped from any thread.
+    Any thread may start and stop a collector.
     """
 
     def __init__(
@@ -93,7 +90,7 @@ class Collector:
         interval: float = 0.01,
         mode: str = "prof",
         *,
-        track_cpu: bool | None = None,
+        track_cpu: bool = True,
     ) -> None:
         if mode not in MODES:
             raise ValueError(
@@ -105,16 +102,12 @@ class Collector:
             raise ValueError("interval must be a number of seconds, not %r" % (interval,)) from None
         if not interval > 0 or interval == float("inf"):
             raise ValueError("interval must be a positive number of seconds, not %r" % interval)
-        if track_cpu is None:
-            track_cpu = mode == "real"
         self.interval = interval
         self.mode = mode
         self.track_cpu = bool(track_cpu)
-        self._timer, self._signal = MODES[mode]
         self._lock = threading.RLock()
-        self._sampler = Sampler(track_cpu=self.track_cpu, interval=interval, clock=_TIMER_CLOCK_IDS[mode])
+        self._sampler = Sampler(track_cpu=self.track_cpu, interval=interval, clock=MODES[mode])
         self._running = False
-        self._previous_handler: Any = None
         self._start_clock = 0.0
         self._deadline: float | None = None
         self._samples_at_start = 0
@@ -125,42 +118,24 @@ class Collector:
         self._root_code: CodeType | None = None
         self._lines: dict[CodeType, tuple[list[int], list[int]]] = {}
 
-    # -- timer control ---------------------------------------------------------
+    # -- sampling control ------------------------------------------------------
 
     @property
     def running(self) -> bool:
         return self._running
 
     def start(self, duration: float | None = None) -> None:
-        """Arm the timer; with ``duration``, stop after that many seconds of the mode's clock.
+        """Start the sampler thread; with ``duration``, stop after that many seconds of the mode's clock.
 
         Starting a running collector does nothing. A stopped collector starts
         again and keeps adding to the counts it has (see :meth:`reset`).
         """
         if duration is not None and not float(duration) > 0:
             raise ValueError("duration must be a positive number of seconds, not %r" % (duration,))
-        if threading.current_thread() is not threading.main_thread():
-            raise RuntimeError(
-                "Collector.start() must be called from the main thread: Python "
-                "only runs signal handlers there (stop() may be called from any thread)"
-            )
         with self._lock:
-            if self._running:
+            if self._running and self._sampler.running:
                 return
             sampler = self._sampler
-            sampler.on_disabled = None
-            sampler.enabled = True
-            previous = signal.signal(self._signal, sampler)
-            if previous is not sampler:  # not a restart before a deferred restore
-                self._previous_handler = previous
-            # Restart system calls the timer interrupts, as the program would
-            # see them without plop (Python retries most of them anyway, PEP 475).
-            signal.siginterrupt(self._signal, False)
-            self._running = True
-            now = time.time()
-            if self.start_time is None:
-                self.start_time = now
-            self._run_started = time.monotonic()
             if duration is not None:
                 self._deadline = _CLOCKS[self.mode]() + float(duration)
                 self._start_clock = _CLOCKS[self.mode]()
@@ -169,53 +144,29 @@ class Collector:
             else:
                 self._deadline = None
                 sampler.set_countdown(0, None)
-            signal.setitimer(self._timer, self.interval, self.interval)
+            generation = sampler.arm()
+            _thread.start_new_thread(sampler.run, (generation,))
+            self._running = True
+            if self.start_time is None:
+                self.start_time = time.time()
+            self._run_started = time.monotonic()
 
     def stop(self) -> None:
-        """Disarm the timer and restore the previous signal handler; returns at once.
-
-        From the main thread the previous handler is back before this returns.
-        From another thread (where Python cannot set handlers) sampling stops
-        at once and the handler is restored the next time the main thread runs
-        Python code. Stopping a stopped or never-started collector does nothing.
-        """
+        """Stop sampling; no snapshot starts after this returns. Stopping a stopped collector does nothing."""
         with self._lock:
             if not self._running:
                 return
-            signal.setitimer(self._timer, 0, 0)
+            self._sampler.stop()
             self._running = False
             self._sampler.set_countdown(0, None)
-            self._sampler.enabled = False
             self.end_time = time.time()
             self._elapsed += time.monotonic() - self._run_started
-            if threading.current_thread() is threading.main_thread():
-                self._restore_handler()
-            else:
-                # Ask the main thread to restore it: our disabled sampler calls
-                # back when it receives this signal there.
-                self._sampler.on_disabled = self._restore_handler
-                signal.pthread_kill(threading.main_thread().ident, self._signal)  # type: ignore[arg-type]
-
-    def _restore_handler(self) -> None:
-        """Put the previous handler back (main thread only).
-
-        Being a Python function matters: the interpreter runs handlers already
-        due when a function is entered, so a timer signal delivered just before
-        the timer was disarmed reaches the (disabled) sampler, not the restored
-        handler (which could be ``SIG_DFL``: death by ``SIGPROF``).
-        """
-        with self._lock:
-            if self._running:  # restarted before the deferred restore arrived
-                return
-            if signal.getsignal(self._signal) is self._sampler:
-                signal.signal(self._signal, self._previous_handler)
 
     def _estimate_countdown(self) -> int:
         """Samples until the deadline is worth checking again.
 
-        Uses the delivery rate seen so far (the kernel may deliver fewer signals
-        than asked), aiming a little short so the deadline is overshot by at
-        most about one interval.
+        Uses the rate seen so far, aiming a little short so the deadline is
+        overshot by at most about one interval.
         """
         assert self._deadline is not None
         clock = _CLOCKS[self.mode]
@@ -227,7 +178,7 @@ class Collector:
         return max(1, int(remaining * rate * 0.8))
 
     def _check_deadline(self) -> None:
-        """Countdown callback, run inside the signal handler on the main thread."""
+        """Countdown callback, run on the sampler thread."""
         if self._deadline is None or not self._running:
             return
         if _CLOCKS[self.mode]() >= self._deadline:
@@ -253,29 +204,44 @@ class Collector:
 
     @property
     def samples_taken(self) -> int:
-        """Timer signals handled (each counts one stack per thread)."""
+        """Snapshots taken (each counts one stack per thread)."""
         return self._sampler.samples_taken
 
     @property
     def ticks(self) -> int:
-        """Intervals the samples stand for: each sample is weighted by the intervals
-        of the mode's clock since the previous one, as signals that arrive while
-        the main thread waits for the GIL or sits in a C call coalesce."""
+        """Intervals the samples stand for: each snapshot is weighted by the intervals
+        of the mode's clock since the previous one, so one delayed by a C call
+        that held the GIL stands for every tick it covers."""
         return self._sampler.ticks
 
     @property
     def sample_time(self) -> float:
-        """Seconds spent inside the handler (misses the cost of signal delivery)."""
+        """Wall seconds spent inside snapshots, holding the GIL."""
         return self._sampler.sample_time
 
     @property
+    def sampler_cpu_time(self) -> float:
+        """CPU seconds the sampler thread used: what sampling costs the process."""
+        return self._sampler.thread_cpu_time
+
+    @property
+    def gil_wait(self) -> float:
+        """Wall seconds from the ticks to the sampler holding the GIL, summed."""
+        return self._sampler.gil_wait
+
+    @property
+    def late(self) -> int:
+        """Snapshots taken more than an interval after their tick (a C call held the GIL)."""
+        return self._sampler.late
+
+    @property
     def errors(self) -> int:
-        """Exceptions raised inside the handler, counted and swallowed."""
+        """Exceptions raised while sampling, counted and swallowed."""
         return self._sampler.errors
 
     @property
     def duration(self) -> float:
-        """Wall-clock seconds the timer has been armed."""
+        """Wall-clock seconds the collector has been sampling."""
         if self._running:
             return self._elapsed + time.monotonic() - self._run_started
         return self._elapsed
@@ -305,6 +271,9 @@ class Collector:
             "samples_taken": self.samples_taken,
             "ticks": self.ticks,
             "sample_time": round(self.sample_time, 6),
+            "sampler_cpu_time": round(self.sampler_cpu_time, 6),
+            "gil_wait": round(self.gil_wait, 6),
+            "late": self.late,
             "errors": self.errors,
             "track_cpu": self.track_cpu,
             "sampler": Sampler.__module__,

@@ -18,10 +18,9 @@ Query parameters: ``seconds`` (default 10, at most ``max_seconds``, default
 
 When rolling profiles (:func:`plop.start`) are running, the answer is taken
 from them (the samples of the requested period, whatever ``mode`` asked)
-instead of arming a second timer. Otherwise a collector is armed for the
-request, which needs the main thread (Tornado's IOLoop usually runs there;
-a WSGI server's worker threads do not: there, start rolling profiles).
-Only one request profiles at a time: another gets ``409``.
+instead of sampling twice. Otherwise a collector is started for the request,
+from whichever thread serves it. Only one request profiles at a time: another
+gets ``409``.
 
 **Security**: this path lets anyone who can reach it make the process
 profile itself and read its code's names and paths. Protect it like any
@@ -134,15 +133,6 @@ class _Session:
         if self.live is not None:
             self.before = self.live.snapshot()
             return
-        from plop.live import SignalConflictError, check_signal_free
-
-        if threading.current_thread() is not threading.main_thread():
-            raise RequestError(503, "this server answers from a thread other than the main one, where "
-                                    "plop cannot arm a timer: start rolling profiles with plop.start()")
-        try:
-            check_signal_free(self.request.mode)
-        except SignalConflictError as exc:
-            raise RequestError(409, str(exc)) from None
         self.collector = Collector(interval=self.request.interval, mode=self.request.mode)
         self.collector.start()
 
@@ -163,7 +153,7 @@ class _Session:
         request = self.request
         if request.view == "cpu":
             if not profile.has_cpu:
-                raise RequestError(400, "view=cpu needs a real-mode profile with CPU tracking")
+                raise RequestError(400, "view=cpu needs a profile with CPU data")
             profile = profile.cpu()
         data = formats.dumps(profile, request.format)
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.started))

@@ -9,17 +9,16 @@ windows sorts and groups naturally::
 
 What happens where:
 
-* the signal handler (the collector's sampler) only counts stacks;
+* the collector's sampler thread only counts stacks;
 * a background thread (``plop-live``) cuts each window with
   ``Collector.profile(reset=True)`` (the counts are taken and emptied in one
   step, so no sample is lost or counted twice), encodes it and writes it
-  atomically, applies retention, checks the overhead budget and checks that
-  the program has not taken over plop's signal or timer;
+  atomically, applies retention and checks the overhead budget;
 * the last window is written at normal exit (``atexit``), on ``SIGTERM`` and
   by ``stop()``;
-* after ``fork()`` the child (whose interval timer was not inherited) throws
-  away the parent's samples and starts its own collector and writer thread,
-  writing files under its own pid.
+* after ``fork()`` the child (which has no sampler thread: fork keeps only
+  the forking thread) throws away the parent's samples and starts its own
+  collector and writer thread, writing files under its own pid.
 
 Nothing plop's machinery does may crash the program: errors are reported once
 each on stderr, prefixed ``plop:``, and profiling goes on when it can.
@@ -40,24 +39,17 @@ from plop import formats
 from plop.collector import MODES, Collector
 from plop.profile import Profile
 
-__all__ = ["start", "stop", "record", "current", "LiveProfiler", "SignalConflictError"]
+__all__ = ["start", "stop", "record", "current", "LiveProfiler"]
 
 #: name of plop's own background thread, left out of the profiles it writes
 THREAD_NAME = "plop-live"
 
-#: how often the background thread checks the signal and timer (seconds)
+#: how often the background thread looks whether a window is due (seconds)
 CHECK_PERIOD = 0.5
-
-_SIGNAL_NAMES = {"real": "SIGALRM", "prof": "SIGPROF", "virtual": "SIGVTALRM"}
-_TIMER_NAMES = {"real": "ITIMER_REAL", "prof": "ITIMER_PROF", "virtual": "ITIMER_VIRTUAL"}
 
 _module_lock = threading.RLock()
 _active: "LiveProfiler | None" = None
 _hooks_installed = False
-
-
-class SignalConflictError(RuntimeError):
-    """The program already uses the signal or timer a mode needs."""
 
 
 def _say(message: str) -> None:
@@ -68,86 +60,22 @@ def _say(message: str) -> None:
         pass
 
 
-def check_signal_free(mode: str) -> None:
-    """Raise :class:`SignalConflictError` when ``mode``'s signal or timer already belongs to someone.
-
-    A handler other than the default (including ``SIG_IGN`` and handlers
-    installed outside Python), or an armed interval timer, means the program
-    (or another profiler) uses it: plop never silently steals either.
-    """
-    if mode not in MODES:
-        raise ValueError("unknown mode %r: choose one of %s" % (mode, ", ".join(sorted(MODES))))
-    timer, sig = MODES[mode]
-    name = _SIGNAL_NAMES[mode]
-    others = ", ".join("%s (%s)" % (m, _SIGNAL_NAMES[m]) for m in sorted(MODES) if m != mode)
-    handler = signal.getsignal(sig)
-    if handler is not signal.SIG_DFL:
-        if handler is None:
-            who = "a handler installed outside Python"
-        elif handler is signal.SIG_IGN:
-            who = "SIG_IGN (the signal is ignored)"
-        else:
-            who = "%r" % (handler,)
-        raise SignalConflictError(
-            "plop's %s mode needs %s, but the program already handles it with %s; "
-            "plop will not steal it: use another mode: %s" % (mode, name, who, others))
-    if signal.getitimer(timer) != (0.0, 0.0):
-        raise SignalConflictError(
-            "plop's %s mode needs the %s timer (%s), but the program has armed it "
-            "(signal.alarm or signal.setitimer); use another mode: %s"
-            % (mode, _TIMER_NAMES[mode], name, others))
-
-
 class _LiveCollector(Collector):
-    """A collector whose rate can change while it runs, and which can let go of a stolen signal."""
+    """A collector whose rate can change while it runs."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.timer_interval = self.interval
 
     def set_rate(self, interval: float) -> None:
-        """Re-arm the timer with a new interval (any thread may call this)."""
+        """Take snapshots every ``interval`` seconds from now on (any thread may call this).
+
+        The counts keep their unit (the collector's ``interval``): a slower
+        rate gives each snapshot a larger weight, so windows stay comparable.
+        """
         with self._lock:
-            if self._running:
-                signal.setitimer(self._timer, interval, interval)
+            self._sampler.pace = interval
             self.timer_interval = interval
-
-    def lost(self) -> str | None:
-        """Why the program no longer lets plop sample (handler or timer taken), or None."""
-        if not self._running:
-            return None
-        if signal.getsignal(self._signal) is not self._sampler:
-            return "the program installed its own %s handler" % self._signal.name
-        _value, interval = signal.getitimer(self._timer)
-        if abs(interval - self.timer_interval) > 2e-6:
-            return "the program re-armed plop's %s timer (signal.alarm or signal.setitimer)" % (
-                _TIMER_NAMES[self.mode])
-        return None
-
-    def abandon(self) -> None:
-        """Stop sampling without touching what the program now owns."""
-        with self._lock:
-            if not self._running:
-                return
-            self._running = False
-            sampler = self._sampler
-            sampler.set_countdown(0, None)
-            sampler.enabled = False
-            self.end_time = time.time()
-            self._elapsed += time.monotonic() - self._run_started
-            if signal.getsignal(self._signal) is not sampler:
-                # Their handler: our timer must stop hitting it (unless the
-                # timer is theirs now too).
-                if abs(signal.getitimer(self._timer)[1] - self.timer_interval) <= 2e-6:
-                    signal.setitimer(self._timer, 0, 0)
-            else:
-                # Their timer, our handler: give the signal back to whatever
-                # handled it before plop (the main thread must do that).
-                if threading.current_thread() is threading.main_thread():
-                    self._restore_handler()
-                else:
-                    sampler.on_disabled = self._restore_handler
-                    signal.pthread_kill(threading.main_thread().ident, self._signal)  # type: ignore[arg-type]
 
 
 def _stamp(t: float) -> str:
@@ -246,14 +174,10 @@ class LiveProfiler:
     # -- life cycle --------------------------------------------------------------
 
     def start(self) -> "LiveProfiler":
-        """Arm the timer (main thread only); raises SignalConflictError rather than steal a signal."""
-        if threading.current_thread() is not threading.main_thread():
-            raise RuntimeError("plop.start() must be called from the main thread: Python only runs "
-                               "signal handlers there (stop() may be called from any thread)")
+        """Start sampling and writing windows (from any thread)."""
         with self._lock:
             if self.running:
                 raise RuntimeError("this profiler is already running")
-            check_signal_free(self.mode)
             try:
                 os.makedirs(self.datadir, exist_ok=True)
             except OSError as exc:
@@ -360,11 +284,12 @@ class LiveProfiler:
         self._window_samples = collector.samples_taken if collector else 0
         self._window_ticks = getattr(collector, "ticks", self._window_samples) if collector else 0
         self._window_sample_time = collector.sample_time if collector else 0.0
+        self._window_sampler_cpu = collector.sampler_cpu_time if collector else 0.0
         self._window_errors = collector.errors if collector else 0
         self._window_write_time = 0.0
 
     def _run(self) -> None:
-        """The writer thread: cut windows when due, watch the signal and the timer."""
+        """The writer thread: cut windows when due."""
         stop_event = self._stop_event
         while True:
             if self.window is not None:
@@ -378,27 +303,11 @@ class LiveProfiler:
                 with self._lock:
                     if not self.running or stop_event.is_set():
                         return
-                    collector = self._collector
-                    assert collector is not None
-                    why = collector.lost()
-                    if why is not None:
-                        self._lose(why)
-                        return
                     if self.window is not None and time.monotonic() >= self._window_mono + self.window:
                         self._cut(final=False)
             except Exception as exc:  # never into the program
                 self._warn_once("internal", "internal error in the profile writer (%s: %s); "
                                 "profiling goes on" % (type(exc).__name__, exc))
-
-    def _lose(self, why: str) -> None:
-        collector = self._collector
-        assert collector is not None
-        collector.abandon()
-        self.running = False
-        self._stop_event.set()
-        self._cut(final=True)
-        where = (" (profiles written so far are in %s)" % self.datadir) if self.files else ""
-        self._warn_once("lost", "%s: plop stopped sampling%s" % (why, where))
 
     def _cut(self, final: bool) -> str | None:
         """Take the current window's samples, write them, apply retention and the budget.
@@ -414,6 +323,7 @@ class LiveProfiler:
         taken = collector.samples_taken
         ticks = getattr(collector, "ticks", taken)
         sample_time = collector.sample_time
+        sampler_cpu = collector.sampler_cpu_time
         errors = collector.errors
         end = time.time()
         cpu_now = time.process_time()
@@ -421,13 +331,15 @@ class LiveProfiler:
         start = self._window_start
         samples = taken - self._window_samples
         handler_time = sample_time - self._window_sample_time
+        sampler_cpu -= self._window_sampler_cpu
         cpu = cpu_now - self._window_cpu
         write_time_before = self._window_write_time
         meta = profile.metadata
         meta.update(self._common_metadata())
         meta.update(
             start_time=start, window_start=start, window_end=end, duration=round(end - start, 6),
-            samples_taken=samples, ticks=ticks - self._window_ticks, sample_time=round(handler_time, 6), errors=errors - self._window_errors,
+            samples_taken=samples, ticks=ticks - self._window_ticks, sample_time=round(handler_time, 6),
+            sampler_cpu_time=round(sampler_cpu, 6), errors=errors - self._window_errors,
             cpu_time=round(cpu, 6), pid=os.getpid(),
         )
         effective = self.effective_interval
@@ -439,7 +351,7 @@ class LiveProfiler:
             path = self._write(profile, start)
         write_time = time.perf_counter() - t0
         if not final:
-            self._check_budget(handler_time + write_time + write_time_before, cpu, effective)
+            self._check_budget(sampler_cpu + write_time + write_time_before, cpu, effective)
         else:
             self._window_write_time += write_time
         return path
@@ -574,11 +486,8 @@ class LiveProfiler:
         if old is None:
             return
         old._lock = threading.RLock()
-        old._sampler.enabled = False
         old._running = False
         try:
-            if signal.getsignal(old._signal) is old._sampler:
-                signal.signal(old._signal, old._previous_handler)
             with self._lock:
                 self._start_collector()
         except Exception as exc:
@@ -654,9 +563,7 @@ def start(
 ) -> LiveProfiler:
     """Start profiling the whole process; returns the handle (see :class:`LiveProfiler`).
 
-    Raises ``RuntimeError`` if plop is already running in this process and
-    :class:`SignalConflictError` if the program already uses the signal or
-    timer that ``mode`` needs.
+    Raises ``RuntimeError`` if plop is already running in this process.
     """
     with _module_lock:
         if _active is not None and _active.running:
@@ -706,7 +613,6 @@ def record(path: str | os.PathLike[str], mode: str = "prof", interval: float = 0
     fmt = format or formats.format_for_path(path)
     if fmt not in formats.FORMATS and fmt != "collapsed":
         raise ValueError("unknown format %r: choose one of %s" % (fmt, ", ".join(formats.FORMATS)))
-    check_signal_free(mode)
     collector = Collector(interval=interval, mode=mode)
     collector.start()
     try:

@@ -51,8 +51,8 @@ def _parser() -> _Parser:
         description="Run a Python program under plop's sampling profiler and save its profile.",
     )
     parser.add_argument("--mode", default=None, choices=sorted(MODES),
-                        help="timer: prof = CPU time (default), virtual = user CPU, real = wall clock "
-                             "(default with --window)")
+                        help="clock that paces sampling and view the profile opens in: prof = CPU time "
+                             "(default), virtual = the same, real = wall clock (default with --window)")
     parser.add_argument("--interval", type=float, default=0.01,
                         help="seconds between samples (default 0.01)")
     parser.add_argument("--duration", type=float, default=None,
@@ -149,34 +149,32 @@ def report(collector: Collector, path: str, profile: Profile) -> list[str]:
     asked = 1.0 / collector.interval
     clock_seconds = _clock_seconds(collector, profile)
     rate = taken / clock_seconds if clock_seconds > 0 else 0.0
-    lines.append("%d samples over %.3g s of %s time: %.0f/s (asked %.0f/s), %d distinct stacks"
-                 % (taken, clock_seconds, _clock_name(collector.mode), rate, asked, len(profile.samples)))
-    per_sample = collector.sample_time / taken
+    lines.append("%d snapshots of every thread over %.3g s of %s time: %.0f/s (asked %.0f/s), "
+                 "%d distinct stacks" % (taken, clock_seconds, _clock_name(collector.mode), rate, asked,
+                                         len(profile.samples)))
+    cost = collector.sampler_cpu_time
     cpu = profile.metadata.get("cpu_time") or 0.0
-    share = "%.2f%% of the program's CPU time" % (100.0 * collector.sample_time / cpu) if cpu > 0 else ""
-    lines.append("overhead: %.1f us per sample inside the handler%s" % (per_sample * 1e6, share and ", " + share))
-    if rate and rate < 0.5 * asked and clock_seconds > 20 * collector.interval:
-        if collector.mode in ("prof", "virtual"):
-            lines.append("the %s timer delivered %.0f of the %.0f samples/s asked: on Linux it ticks at the "
-                         "kernel's HZ; use a longer --interval, or --mode real for high rates"
-                         % (collector.mode, rate, asked))
-        else:
-            lines.append("the timer delivered %.0f of the %.0f samples/s asked: the program held the "
-                         "interpreter in long C calls, or the machine is overloaded" % (rate, asked))
+    share = ", %.2f%% of the program's CPU time" % (100.0 * cost / cpu) if cpu > 0 else ""
+    lines.append("overhead: %.1f us of CPU per snapshot in plop's sampler thread%s"
+                 % (cost / taken * 1e6, share))
+    late = collector.late
+    if late > 0.1 * taken and clock_seconds > 20 * collector.interval:
+        lines.append("%d snapshots came more than an interval late: the program held the interpreter "
+                     "(the GIL) in long C calls, or the machine is overloaded; the samples are weighted "
+                     "by the time they stand for" % late)
     if collector.errors:
-        lines.append("%d samples failed inside the handler and were skipped" % collector.errors)
+        lines.append("%d snapshots failed and were skipped" % collector.errors)
     return lines
 
 
 def _clock_name(mode: str) -> str:
-    return {"prof": "CPU", "virtual": "user CPU", "real": "wall-clock"}[mode]
+    return {"prof": "CPU", "virtual": "CPU", "real": "wall-clock"}[mode]
 
 
 def _clock_seconds(collector: Collector, profile: Profile) -> float:
     if collector.mode == "real":
         return collector.duration
-    key = "cpu_time" if collector.mode == "prof" else "user_time"
-    return float(profile.metadata.get(key) or 0.0)
+    return float(profile.metadata.get("cpu_time") or 0.0)
 
 
 class _Run:

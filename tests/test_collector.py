@@ -1,4 +1,4 @@
-"""The Collector: timer control, sampling accuracy, threads and results.
+"""The Collector: starting and stopping, sampling accuracy, threads and results.
 
 Sampling is statistical: tests run until enough samples have been taken (never
 for a fixed time) and compare shares with tolerances of several standard
@@ -82,65 +82,54 @@ def test_bad_interval_is_a_value_error(interval):
         Collector(interval=interval)
 
 
-def test_start_outside_main_thread_fails_clearly():
-    collector = Collector(mode="real")
-    errors = []
-
-    def target():
-        try:
-            collector.start()
-        except RuntimeError as exc:
-            errors.append(str(exc))
-
-    t = threading.Thread(target=target)
+def test_start_and_stop_from_any_thread():
+    collector = Collector(interval=0.001, mode="real")
+    t = threading.Thread(target=collector.start)
     t.start()
     t.join()
-    assert errors and "main thread" in errors[0]
+    assert collector.running
+    run_until(lambda: collector.samples_taken >= 10)
+    t = threading.Thread(target=collector.stop)
+    t.start()
+    t.join()
     assert not collector.running
+    taken = collector.samples_taken
+    burn(50)
+    assert collector.samples_taken == taken
 
 
 def test_start_stop_twice_and_stop_unstarted_are_harmless():
     Collector().stop()
     collector = Collector(interval=0.001, mode="real")
-    before = signal.getsignal(signal.SIGALRM)
     collector.start()
     collector.start()
-    assert signal.getitimer(signal.ITIMER_REAL)[1] == pytest.approx(0.001)
+    run_until(lambda: collector.samples_taken >= 10)
     collector.stop()
     collector.stop()
-    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
-    assert signal.getsignal(signal.SIGALRM) is before
+    taken = collector.samples_taken
+    burn(50)
+    assert collector.samples_taken == taken
 
 
-@pytest.mark.parametrize("mode,sig", [("prof", signal.SIGPROF), ("virtual", signal.SIGVTALRM), ("real", signal.SIGALRM)])
-def test_previous_handler_is_restored(mode, sig):
+@pytest.mark.parametrize("mode", ["prof", "virtual", "real"])
+def test_uses_no_signal_and_leaves_the_programs_own_alone(mode):
+    """The program keeps every signal and timer: plop's ticks never reach its handlers."""
     seen = []
-
-    def mine(signum, frame):
-        seen.append(signum)
-
-    old = signal.signal(sig, mine)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGALRM, signal.SIGPROF, signal.SIGVTALRM)}
+    old = signal.signal(signal.SIGALRM, lambda signum, frame: seen.append(signum))
     try:
-        collector = Collector(interval=0.001, mode=mode)
-        collector.start()
-        assert signal.getsignal(sig) is not mine
-        run_until(lambda: collector.samples_taken >= 5)
-        collector.stop()
-        assert signal.getsignal(sig) is mine
-        assert seen == []  # the program's handler never saw plop's ticks
+        signal.setitimer(signal.ITIMER_REAL, 0.05, 0.05)
+        with Collector(interval=0.001, mode=mode) as collector:
+            run_until(lambda: collector.samples_taken >= 50 and len(seen) >= 3)
+            assert signal.getitimer(signal.ITIMER_PROF) == (0.0, 0.0)
+            assert signal.getitimer(signal.ITIMER_VIRTUAL) == (0.0, 0.0)
+            assert signal.getitimer(signal.ITIMER_REAL)[1] == pytest.approx(0.05)
+        signal.setitimer(signal.ITIMER_REAL, 0, 0)
     finally:
-        signal.signal(sig, old)
-
-
-def test_default_handler_restored_and_no_stray_signal_kills_us():
-    assert signal.getsignal(signal.SIGPROF) == signal.SIG_DFL
-    for _ in range(20):
-        collector = Collector(interval=0.0005, mode="prof")
-        collector.start()
-        run_until(lambda: collector.samples_taken >= 3)
-        collector.stop()
-        assert signal.getsignal(signal.SIGPROF) == signal.SIG_DFL
-        burn(5)  # a SIGPROF still in flight would terminate the process here
+        signal.setitimer(signal.ITIMER_REAL, 0, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert set(seen) == {signal.SIGALRM}
+    assert {sig: signal.getsignal(sig) for sig in handlers} == handlers
 
 
 def test_context_manager():
@@ -152,8 +141,7 @@ def test_context_manager():
     assert collector.profile().total_samples == collector.ticks > 0
 
 
-def test_stop_from_another_thread_returns_at_once_and_restores_handler():
-    sentinel = signal.getsignal(signal.SIGALRM)
+def test_stop_from_another_thread_returns_at_once():
     collector = Collector(interval=0.001, mode="real")
     collector.start()
     run_until(lambda: collector.samples_taken >= 10)
@@ -169,9 +157,6 @@ def test_stop_from_another_thread_returns_at_once_and_restores_handler():
     t.join(10)
     assert took and took[0] < 1.0, "stop() blocked"
     assert not collector.running
-    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
-    # The main thread restores the handler the next time it runs Python code.
-    run_until(lambda: signal.getsignal(signal.SIGALRM) is sentinel, timeout=10)
     taken = collector.samples_taken
     burn(50)
     assert collector.samples_taken == taken
@@ -184,15 +169,14 @@ def test_duration_stops_on_the_timers_clock(mode, clock):
     collector.start(duration=0.3)
     run_until(lambda: not collector.running, timeout=30)
     spent = clock() - t0
-    # Stopped no earlier than asked, on the timer's own clock, and not long after
-    # (the check runs inside the handler, so it overshoots by a few samples).
+    # Stopped no earlier than asked, on the mode's own clock, and not long after
+    # (the check runs on the sampler thread, so it overshoots by a few samples).
     assert spent >= 0.3
     assert spent < 2.0
-    assert signal.getitimer(MODES_TIMER[mode]) == (0.0, 0.0)
-    assert collector.samples_taken > 0
-
-
-MODES_TIMER = {"real": signal.ITIMER_REAL, "prof": signal.ITIMER_PROF}
+    taken = collector.samples_taken
+    assert taken > 0
+    burn(50)
+    assert collector.samples_taken == taken
 
 
 def test_bad_duration_is_a_value_error():
@@ -234,9 +218,6 @@ def test_every_thread_is_sampled_with_its_name():
         t.start()
     try:
         with Collector(interval=0.001, mode="real") as collector:
-            # Python runs signal handlers on the main thread only, when it holds
-            # the GIL: with busy workers the main thread must work too, or
-            # samples come only as often as it wins the GIL back.
             run_until(lambda: collector.samples_taken >= 100)
     finally:
         stop.set()
@@ -293,9 +274,8 @@ def test_wall_view_shows_sleep_and_cpu_view_only_burning():
     assert wall_shares["sleep_phase"] > 0.1
     assert wall_shares["burn_phase"] > 0.25
     assert wall_shares["sleep_phase"] + wall_shares["burn_phase"] > 0.95
-    # CPU time: only the burning half. A sample is on CPU when its thread ran
-    # since the previous one, so the first sample of each sleep is charged
-    # with the end of the burn before it: about one interval in 25 here.
+    # CPU time: only the burning half (the pure sampler charges the end of
+    # each burn to the first sample of the sleep after it: about one in 25).
     assert cpu_shares["burn_phase"] >= 0.85
     assert cpu_shares["sleep_phase"] <= 0.15
     assert n_cpu < n_wall
@@ -333,8 +313,19 @@ def test_cpu_counts_estimate_each_threads_cpu_time():
     assert cpu.metadata["view"] == "cpu"
 
 
-def test_prof_mode_has_no_cpu_table():
-    with Collector(interval=0.001, mode="prof") as collector:
+@pytest.mark.parametrize("mode", ["prof", "virtual", "real"])
+def test_every_mode_has_a_cpu_view(mode):
+    with Collector(interval=0.001, mode=mode) as collector:
+        run_until(lambda: collector.samples_taken >= 100)
+    cpu = collector.profile().cpu()
+    assert cpu.metadata["view"] == "cpu"
+    # The main thread burned all along: (nearly) every sample of it was on CPU.
+    assert cpu.for_thread("MainThread").total_samples >= 0.7 * collector.profile().for_thread(
+        "MainThread").total_samples
+
+
+def test_without_track_cpu_there_is_no_cpu_table():
+    with Collector(interval=0.001, mode="real", track_cpu=False) as collector:
         run_until(lambda: collector.samples_taken >= 5)
     with pytest.raises(ValueError):
         collector.profile().cpu()
