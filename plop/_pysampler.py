@@ -15,8 +15,9 @@ the program keeps all of them.
 
 The protocol
 ------------
-``Sampler(track_cpu=False, interval=0.01, clock=time.CLOCK_MONOTONIC)``.
-``interval`` is the unit of the counts, in seconds of ``clock``; ``clock`` (a
+``Sampler(track_cpu=False, interval=0.0, clock=time.CLOCK_MONOTONIC)``.
+``interval`` is the unit of the counts, in seconds of ``clock`` (0 counts
+every snapshot once, for tests that take snapshots by hand); ``clock`` (a
 ``time.CLOCK_*`` id) paces the ticks and weighs the snapshots:
 ``CLOCK_MONOTONIC`` for wall-clock profiles, ``CLOCK_PROCESS_CPUTIME_ID`` for
 profiles of the process's CPU time (the sampler then wakes only as the process
@@ -26,7 +27,7 @@ spends CPU, so an idle process costs almost nothing).
 starts sampling on a new thread; ``stop()`` ends it from any thread (also
 from a countdown callback on the sampler thread): no snapshot starts after it
 returns. ``running`` says whether a run is armed. ``pace`` is the seconds of
-``clock`` between ticks (``interval`` by default; the live profiler lowers the
+``clock`` between ticks (``interval`` by default, else 0.01; the live profiler lowers the
 rate by raising it); the ticks are jittered by +-25% at random so that a
 program running in step with the interval is not always seen at one phase.
 
@@ -78,7 +79,7 @@ import sys
 import threading
 import time
 import weakref
-from types import CodeType
+from types import CodeType, FrameType
 from typing import Any, Callable
 
 _current_frames = sys._current_frames
@@ -91,14 +92,14 @@ class Sampler:
 
     prompt_gil = False
 
-    def __init__(self, track_cpu: bool = False, interval: float = 0.01,
+    def __init__(self, track_cpu: bool = False, interval: float = 0.0,
                  clock: int = time.CLOCK_MONOTONIC) -> None:
         interval = float(interval)
-        if not 0 < interval <= 1e6:
-            raise ValueError("interval must be a positive number of seconds, not %r" % interval)
+        if not 0 <= interval <= 1e6:
+            raise ValueError("interval must be a number of seconds >= 0, not %r" % interval)
         self.track_cpu = bool(track_cpu)
         self.interval = interval
-        self.pace = interval
+        self.pace = interval or 0.01
         self.clock = clock
         self._last_tick: float | None = None
         self._tick_credit = 0.0
@@ -115,7 +116,7 @@ class Sampler:
         self._counts: dict[tuple, list] = {}
         self._countdown = 0
         self._countdown_cb: Callable[[], Any] | None = None
-        # thread ident -> [cpu clock, credit] at its previous snapshot
+        # thread ident -> [cpu clock, wall clock, credit] at its previous snapshot
         self._last_cpu: dict[int, list[float]] = {}
         self._busy = False
         self._init_locks()
@@ -208,6 +209,8 @@ class Sampler:
     # -- snapshots ---------------------------------------------------------------
 
     def sample(self, frame: Any = None) -> None:
+        if frame is not None and not isinstance(frame, FrameType):
+            raise TypeError("frame must be a frame or None, not %s" % type(frame).__name__)
         if self._busy:
             # Re-entered from a callback: the outer snapshot stands for both.
             return
@@ -238,6 +241,8 @@ class Sampler:
 
     def _weight(self) -> int:
         """How many intervals this snapshot stands for (see the module docstring)."""
+        if self.interval <= 0:
+            return 1
         now = time.clock_gettime(self.clock)
         last, self._last_tick = self._last_tick, now
         if last is None:
@@ -281,13 +286,18 @@ class Sampler:
             cpu = time.clock_gettime(time.pthread_getcpuclockid(ident))
         except (OSError, OverflowError):
             return 0
+        wall = _monotonic()
         last = self._last_cpu.get(ident)
         if last is None:
-            self._last_cpu[ident] = [cpu, 0.0]
+            self._last_cpu[ident] = [cpu, wall, 0.0]
             return 0
-        credit = last[1] + (cpu - last[0]) / self.interval
+        last_cpu, last_wall, credit = last
+        if self.interval > 0:
+            credit += (cpu - last_cpu) / self.interval
+        elif wall > last_wall:  # without an interval: the share of the time spent on CPU
+            credit += (cpu - last_cpu) / (wall - last_wall)
         on_cpu = min(weight, max(0, int(credit + 0.5)))
-        last[:] = cpu, credit - on_cpu
+        last[:] = cpu, wall, credit - on_cpu
         return on_cpu
 
     def take(self, reset: bool) -> list[tuple[Any, tuple[tuple[CodeType, int], ...], int, int]]:

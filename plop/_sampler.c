@@ -664,12 +664,16 @@ ensure_tinfo_capacity(Sampler *self, Py_ssize_t need)
     return 0;
 }
 
-/* How many intervals this snapshot stands for (see the pure sampler): 1 on
- * the first snapshot, else the intervals of the tick clock elapsed since the
+/* How many intervals this snapshot stands for (see the pure sampler): 1
+ * without an interval or on the first snapshot, else the intervals of the tick clock elapsed since the
  * previous one, rounded with error diffusion. */
 static int
 sample_weight(Sampler *self, uint64_t *weight)
 {
+    if (!(self->interval > 0)) {
+        *weight = 1;
+        return 0;
+    }
     int ok;
     int64_t now = clock_ns((clockid_t)self->tick_clock, &ok);
     if (!ok) {
@@ -1085,15 +1089,15 @@ Sampler_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"track_cpu", "interval", "clock", NULL};
     int track_cpu = 0;
-    double interval = 0.01;
+    double interval = 0.0;
     int clock = CLOCK_MONOTONIC;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|pdi:Sampler", kwlist,
                                      &track_cpu, &interval, &clock)) {
         return NULL;
     }
-    if (!(interval > 0) || interval > 1e6) {
+    if (!(interval >= 0) || interval > 1e6) {
         PyObject *v = PyFloat_FromDouble(interval);
-        PyErr_Format(PyExc_ValueError, "interval must be a positive number of seconds, not %R", v);
+        PyErr_Format(PyExc_ValueError, "interval must be a number of seconds >= 0, not %R", v);
         Py_XDECREF(v);
         return NULL;
     }
@@ -1109,7 +1113,7 @@ Sampler_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->threading = threading;
     self->track_cpu = (char)track_cpu;
     self->interval = interval;
-    self->pace = interval;
+    self->pace = interval > 0 ? interval : 0.01;
     self->tick_clock = clock;
     self->rng = ((uint64_t)monotonic_ns() ^ (uint64_t)(uintptr_t)self) | 1;
     self->table = table_new();
@@ -1396,7 +1400,7 @@ get_prompt_gil(Sampler *self, void *closure)
 static PyGetSetDef Sampler_getset[] = {
     {"samples_taken", (getter)get_samples_taken, NULL, "Snapshots taken.", NULL},
     {"ticks", (getter)get_ticks, NULL, "Sum of the snapshots' weights (see interval).", NULL},
-    {"interval", (getter)get_interval, NULL, "Seconds of clock per unit of weight.", NULL},
+    {"interval", (getter)get_interval, NULL, "Seconds of clock per unit of weight; 0 counts every snapshot once.", NULL},
     {"pace", (getter)get_pace, (setter)set_pace, "Seconds of clock between ticks.", NULL},
     {"clock", (getter)get_clock, NULL,
      "The clock_gettime() clock id that paces and weighs snapshots.", NULL},
@@ -1419,7 +1423,7 @@ static PyGetSetDef Sampler_getset[] = {
 };
 
 PyDoc_STRVAR(Sampler_doc,
-"Sampler(track_cpu=False, interval=0.01, clock=time.CLOCK_MONOTONIC)\n--\n\n"
+"Sampler(track_cpu=False, interval=0.0, clock=time.CLOCK_MONOTONIC)\n--\n\n"
 "Counts (thread, stack) keys from a sampler thread of its own; see\n"
 "plop._pysampler for the protocol.");
 

@@ -131,8 +131,8 @@ def test_file_name_report_and_profile_contents(tmp_path, program):
     assert re.fullmatch(r"prog\.py-\d{8}-\d{6}-\d+\.plop", path.name)
     lines = plop_lines(out.stderr)
     assert any(str(Path("profiles") / path.name) in line for line in lines)
-    assert any(re.search(r"\d+ samples over .* of CPU time: \d+/s \(asked 500/s\)", line) for line in lines), lines
-    assert any(re.search(r"overhead: [\d.]+ us per sample .*% of the program's CPU time", line) for line in lines)
+    assert any(re.search(r"\d+ snapshots of every thread over .* of CPU time: \d+/s \(asked 500/s\)", line) for line in lines), lines
+    assert any(re.search(r"overhead: [\d.]+ us of CPU per snapshot in plop's sampler thread, .*% of the program's CPU time", line) for line in lines)
     profile = formats.load(path)
     meta = profile.metadata
     assert meta["command"] == ["sub/prog.py"]

@@ -121,9 +121,10 @@ def test_start_twice_is_an_error_and_restart_after_stop_works(tmp_path):
             print("ERROR:", exc)
         else:
             print("no error")
-        assert signal.getsignal(signal.SIGALRM) is h.collector._sampler
+        assert h.collector._sampler.running
         wait_for(lambda: h.collector.samples_taken > 5)
         plop.stop()
+        assert not h.collector._sampler.running
         assert signal.getsignal(signal.SIGALRM) is signal.SIG_DFL
         assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
         h2 = plop.start(datadir="d", window=None, service="again")
@@ -372,71 +373,28 @@ def test_multiprocessing_fork_workers_each_write_their_own(tmp_path):
     assert share(wins[pids["parent"]], "mp_work") == 0
 
 
-@pytest.mark.parametrize("mode,signame", [("real", "SIGALRM"), ("prof", "SIGPROF"), ("virtual", "SIGVTALRM")])
-def test_start_refuses_a_signal_the_program_handles(tmp_path, mode, signame):
+@pytest.mark.parametrize("mode", ["real", "prof", "virtual"])
+def test_the_programs_signals_and_timers_stay_its_own(tmp_path, mode):
+    """plop uses no signal: handlers and timers set before or after start work as without it."""
     proc = run_script(tmp_path, '''
-        signal.signal(signal.%s, lambda *a: None)
-        try:
-            plop.start(datadir="d", mode=%r)
-        except plop.live.SignalConflictError as exc:
-            print(exc)
-        assert plop.live.current() is None
-    ''' % (signame, mode))
-    assert signame in proc.stdout
-    for other in {"real", "prof", "virtual"} - {mode}:
-        assert other in proc.stdout
-    assert not (tmp_path / "d").exists() or not os.listdir(tmp_path / "d")
-
-
-def test_start_refuses_a_timer_the_program_armed(tmp_path):
-    proc = run_script(tmp_path, '''
-        signal.signal(signal.SIGALRM, signal.SIG_DFL)
-        signal.setitimer(signal.ITIMER_REAL, 100)
-        try:
-            plop.start(datadir="d")
-        except plop.live.SignalConflictError as exc:
-            print(exc)
-        signal.setitimer(signal.ITIMER_REAL, 0)
-    ''')
-    assert "ITIMER_REAL" in proc.stdout and "prof" in proc.stdout
-
-
-def test_program_taking_the_signal_later_gets_it_and_plop_steps_back(tmp_path):
-    proc = run_script(tmp_path, '''
-        h = plop.start(datadir="d", window=60, service="taken", overhead_budget=None)
-        wait_for(lambda: h.collector.samples_taken >= 20)
         hits = []
-        signal.signal(signal.SIGALRM, lambda s, f: hits.append(1))
+        signal.signal(signal.SIGALRM, lambda s, f: hits.append("before"))
         signal.setitimer(signal.ITIMER_REAL, 0.05, 0.05)
-        wait_for(lambda: plop.live.current() is None)   # plop noticed
-        wait_for(lambda: len(hits) >= 10)
-        assert signal.getitimer(signal.ITIMER_REAL)[1] == 0.05
+        h = plop.start(datadir="d", window=60, mode=%r, service="own", overhead_budget=None)
+        wait_for(lambda: h.collector.samples_taken >= 20 and len(hits) >= 5)
         signal.setitimer(signal.ITIMER_REAL, 0)
-        # a later alarm() with the program's handler also works
-        signal.signal(signal.SIGALRM, lambda s, f: hits.append("alarm"))
-        signal.setitimer(signal.ITIMER_REAL, 0.05)
-        wait_for(lambda: "alarm" in hits)
-        print("ok", len(hits))
-    ''')
-    assert proc.stdout.startswith("ok")
-    assert proc.stderr.count("installed its own SIGALRM handler") == 1, proc.stderr
-    assert len(windows(tmp_path / "d", "taken")) == 1  # what was sampled before is kept
-
-    # a handler alone (no timer of its own): plop's timer stops hitting it
-    proc = run_script(tmp_path, '''
-        h = plop.start(datadir="d", window=60, service="taken2", overhead_budget=None)
-        wait_for(lambda: h.collector.samples_taken >= 20)
-        hits = []
-        signal.signal(signal.SIGALRM, lambda s, f: hits.append(1))
-        wait_for(lambda: plop.live.current() is None)
-        assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
-        n = len(hits)
-        signal.alarm(1)
-        wait_for(lambda: len(hits) == n + 1)
-        print("ok")
-    ''')
-    assert proc.stdout.strip() == "ok"
-    assert proc.stderr.count("plop:") == 1, proc.stderr
+        signal.signal(signal.SIGPROF, lambda s, f: hits.append("prof"))
+        signal.setitimer(signal.ITIMER_PROF, 0.01, 0.01)
+        wait_for(lambda: "prof" in hits)
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        n = h.collector.samples_taken
+        wait_for(lambda: h.collector.samples_taken >= n + 20)
+        assert plop.live.current() is h
+        print("ok", sorted(set(hits)))
+    ''' % mode)
+    assert proc.stdout.strip() == "ok ['before', 'prof']", proc.stdout + proc.stderr
+    assert "plop:" not in proc.stderr, proc.stderr
+    assert len(windows(tmp_path / "d", "own")) == 1
 
 
 def test_system_calls_interrupted_by_1000hz_sampling_behave_as_without_plop(tmp_path):
