@@ -27,9 +27,11 @@
  * previous snapshot, the sampler reads its CPU clock and, if the thread ran
  * since then, its scheduler state from /proc/self/task/TID/stat ('R' = running
  * or runnable).  A thread waiting for the GIL or blocked in a system call is
- * asleep; one computing (with the GIL, or in C without it) is running.  The
- * snapshot that follows within microseconds therefore shows the code that was
- * using the CPU at the tick, and the CPU count goes to that stack, never to a
+ * asleep; one computing (with the GIL, or in C without it) is running.  Once
+ * the sampler holds the GIL it reads the CPU clocks of the running ones again:
+ * 'R' also means runnable, waiting for a core, and a thread whose clock did
+ * not move was not spending CPU.  The snapshot that follows within
+ * microseconds therefore shows the code that was using the CPU at the tick, and the CPU count goes to that stack, never to a
  * wait entered after the CPU was spent.  Where /proc cannot be read, a thread
  * counts as on CPU when it used more than half the wall time since its
  * previous snapshot.
@@ -498,7 +500,7 @@ tinfo_clock(ThreadInfo *ti)
 
 /* Read, at the tick, each known thread's CPU clock and whether it is on CPU.
  * Runs without the GIL on the sampler thread (or with it, for sample()).
- * Returns how many threads are on CPU. */
+ * Returns how many threads may be on CPU (see confirm_running()). */
 static Py_ssize_t
 read_tick(Sampler *self, int64_t wall_ns)
 {
@@ -531,6 +533,28 @@ read_tick(Sampler *self, int64_t wall_ns)
         }
         ti->running = (char)state;
         n_running += state;
+    }
+    return n_running;
+}
+
+/* With the GIL held, right after read_tick(): a thread counts as on CPU only
+ * if its CPU clock also moved since the tick.  'R' means running *or
+ * runnable*: on a loaded machine a thread that has just returned from a wait
+ * queues for a CPU in state R without running, and would charge that wait.
+ * Returns how many threads are on CPU. */
+static Py_ssize_t
+confirm_running(Sampler *self)
+{
+    Py_ssize_t n_running = 0;
+    for (Py_ssize_t k = 0; k < self->n_tinfo; k++) {
+        ThreadInfo *ti = &self->tinfo[k];
+        if (!ti->running) {
+            continue;
+        }
+        int ok;
+        int64_t cpu = clock_ns(ti->clock, &ok);
+        ti->running = ok && cpu > ti->tick_cpu_ns;
+        n_running += ti->running;
     }
     return n_running;
 }
@@ -712,6 +736,9 @@ snapshot(Sampler *self, PyObject *frame_arg, Py_ssize_t n_running, int64_t wall_
         return 0;  /* less than half an interval since the previous snapshot */
     }
     self->ticks += weight;
+    if (self->track_cpu) {
+        n_running = confirm_running(self);
+    }
     if (self->table == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "sampler was cleared");
         return -1;
