@@ -26,7 +26,8 @@ spends CPU, so an idle process costs almost nothing).
 ``gen = sampler.arm()`` then ``_thread.start_new_thread(sampler.run, (gen,))``
 starts sampling on a new thread; ``stop()`` ends it from any thread (also
 from a countdown callback on the sampler thread): no snapshot starts after it
-returns. ``running`` says whether a run is armed. ``pace`` is the seconds of
+returns. ``running`` says whether a run is armed, ``looping`` whether a
+``run()`` has started its loop. ``pace`` is the seconds of
 ``clock`` between ticks (``interval`` by default, else 0.01; the live profiler lowers the
 rate by raising it); the ticks are jittered by +-25% at random so that a
 program running in step with the interval is not always seen at one phase.
@@ -132,6 +133,10 @@ class Sampler:
     @property
     def running(self) -> bool:
         return self._running
+
+    @property
+    def looping(self) -> bool:
+        return self._looping
 
     def set_countdown(self, n: int, callback: Callable[[], Any] | None) -> None:
         self._countdown = int(n) if callback is not None else 0

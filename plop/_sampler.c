@@ -1419,6 +1419,15 @@ get_running(Sampler *self, void *closure)
 }
 
 static PyObject *
+get_looping(Sampler *self, void *closure)
+{
+    sampler_lock(self);
+    int looping = self->looping;
+    pthread_mutex_unlock(&self->mu);
+    return PyBool_FromLong(looping);
+}
+
+static PyObject *
 get_prompt_gil(Sampler *self, void *closure)
 {
     return PyBool_FromLong(HAVE_DROP_REQUEST);
@@ -1444,6 +1453,7 @@ static PyGetSetDef Sampler_getset[] = {
      "Samples with a stack deeper than MAX_DEPTH, counted under its innermost frames.", NULL},
     {"track_cpu", (getter)get_track_cpu, NULL, "Whether on-CPU samples are counted as well.", NULL},
     {"running", (getter)get_running, NULL, "Whether a run is armed and not stopped.", NULL},
+    {"looping", (getter)get_looping, NULL, "Whether a run() is in its loop.", NULL},
     {"prompt_gil", (getter)get_prompt_gil, NULL,
      "Whether the sampler asks for the GIL at once (else it waits the switch interval).", NULL},
     {NULL},

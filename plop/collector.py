@@ -146,6 +146,11 @@ class Collector:
                 sampler.set_countdown(0, None)
             generation = sampler.arm()
             _thread.start_new_thread(sampler.run, (generation,))
+            # A new thread needs the GIL to start: while this thread computes
+            # it would wait a switch interval. Sampling begins when start() returns.
+            deadline = time.monotonic() + 1.0
+            while not sampler.looping and time.monotonic() < deadline:
+                time.sleep(0.0001)
             self._running = True
             if self.start_time is None:
                 self.start_time = time.time()

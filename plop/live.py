@@ -33,7 +33,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, NamedTuple, Sequence
 
 from plop import formats
 from plop.collector import MODES, Collector
@@ -46,6 +46,13 @@ THREAD_NAME = "plop-live"
 
 #: how often the background thread looks whether a window is due (seconds)
 CHECK_PERIOD = 0.5
+
+#: the overhead budget never slows sampling below this many snapshots a second
+FLOOR_RATE = 10.0
+#: windows the overhead budget looks back over
+BUDGET_HORIZON = 5
+#: at most one message about rate changes per this many seconds
+RATE_LOG_PERIOD = 60.0
 
 _module_lock = threading.RLock()
 _active: "LiveProfiler | None" = None
@@ -76,6 +83,46 @@ class _LiveCollector(Collector):
         with self._lock:
             self._sampler.pace = interval
             self.timer_interval = interval
+
+
+class WindowCost(NamedTuple):
+    """What one window cost (CPU seconds) and what the process did meanwhile."""
+
+    sampler_cpu: float  # plop's sampler thread
+    write_cpu: float    # cutting, encoding and writing the window
+    snapshots: int
+    cpu: float          # the process's CPU seconds
+    wall: float         # the window's wall seconds
+
+
+def budget_interval(history: Sequence[WindowCost], budget: float, asked: float, current: float,
+                    mode: str) -> float:
+    """The interval to sample at next, so that plop costs at most ``budget``.
+
+    "plop may cost 1% of this process" is read as 1% of what the process could
+    use of the machine: its CPU time plus one core's wall time, over the last
+    few windows. Against CPU time alone an idle server makes any cost look
+    huge, and the budget throttled the busy window that followed. A snapshot
+    costs about the same at any rate, so the interval that fits is computed
+    directly (with a 20% margin), never shorter than asked (back to the asked
+    rate as soon as the cost allows) nor longer than ``1 / FLOOR_RATE``.
+    """
+    snapshots = sum(w.snapshots for w in history)
+    wall = sum(w.wall for w in history)
+    if not snapshots or wall <= 0:
+        return current
+    cpu = sum(w.cpu for w in history)
+    per_snapshot = sum(w.sampler_cpu for w in history) / snapshots
+    allowed = budget * (cpu + wall) / wall - sum(w.write_cpu for w in history) / wall  # CPU s per s
+    floor = max(asked, 1.0 / FLOOR_RATE)
+    if allowed <= 0:
+        return floor
+    # Snapshots per second at interval i: 1/i on the wall clock, cpu_rate/i on the CPU clock.
+    clock_rate = 1.0 if mode == "real" else cpu / wall
+    needed = per_snapshot * clock_rate / allowed
+    if needed <= asked:
+        return asked
+    return round(min(floor, max(asked, needed * 1.25)), 6)
 
 
 def _stamp(t: float) -> str:
@@ -153,7 +200,9 @@ class LiveProfiler:
         self.max_files = max_files
         self.max_bytes = max_bytes
         self.overhead_budget = overhead_budget or None
-        self.max_interval = max(1.0, interval)
+        self._budget_history: list[WindowCost] = []
+        self._rate_change: dict[str, float] | None = None
+        self._last_rate_log = -RATE_LOG_PERIOD
         self.files: list[str] = []
         #: windows cut so far (written or not)
         self.windows_cut = 0
@@ -193,6 +242,8 @@ class LiveProfiler:
         if self._root is not None:
             collector.set_root(self._root)
         collector.start()
+        self._budget_history = []
+        self._rate_change = None
         self._collector = collector
         self._past = None
         self._pid = os.getpid()
@@ -317,7 +368,7 @@ class LiveProfiler:
         collector = self._collector
         if collector is None:
             return None
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         self.windows_cut += 1
         profile = collector.profile(reset=True)
         taken = collector.samples_taken
@@ -341,7 +392,11 @@ class LiveProfiler:
             samples_taken=samples, ticks=ticks - self._window_ticks, sample_time=round(handler_time, 6),
             sampler_cpu_time=round(sampler_cpu, 6), errors=errors - self._window_errors,
             cpu_time=round(cpu, 6), pid=os.getpid(),
+            samples_asked=int((cpu if self.mode != "real" else end - start) / self.effective_interval),
         )
+        if self._rate_change is not None:
+            meta["rate_change"] = self._rate_change
+            self._rate_change = None
         effective = self.effective_interval
         self._reset_window_figures(collector)
         self._window_start = end
@@ -349,9 +404,10 @@ class LiveProfiler:
         path = None
         if samples or self.window is None:
             path = self._write(profile, start)
-        write_time = time.perf_counter() - t0
+        write_time = time.thread_time() - t0
         if not final:
-            self._check_budget(sampler_cpu + write_time + write_time_before, cpu, effective)
+            self._budget_window(sampler_cpu, write_time + write_time_before, samples, cpu, end - start,
+                                effective)
         else:
             self._window_write_time += write_time
         return path
@@ -408,26 +464,32 @@ class LiveProfiler:
             count -= 1
             total -= size
 
-    def _check_budget(self, cost: float, cpu: float, effective: float) -> None:
-        budget = self.overhead_budget
+    def _budget_window(self, sampler_cpu: float, write_cpu: float, snapshots: int, cpu: float,
+                       wall: float, effective: float) -> None:
+        """Feed one window's figures to the overhead budget; change the rate if it says so."""
         collector = self._collector
-        if budget is None or collector is None or not self.running or cpu <= 0:
+        if self.overhead_budget is None or collector is None or not self.running:
             return
-        ratio = cost / (budget * cpu)
-        new = None
-        if ratio > 1.0 and effective < self.max_interval:
-            new = min(self.max_interval, effective * ratio * 1.25)
-        elif ratio < 0.5 and effective > self.interval:
-            new = max(self.interval, effective * ratio / 0.8)
-        if new is None or abs(new - effective) < 1e-6:
+        self._budget_history.append(WindowCost(sampler_cpu, write_cpu, snapshots, cpu, wall))
+        del self._budget_history[:-BUDGET_HORIZON]
+        new = budget_interval(self._budget_history, self.overhead_budget, self.interval, effective,
+                              self.mode)
+        if abs(new - effective) < 1e-6:
             return
-        new = round(new, 6)
         collector.set_rate(new)
-        if new > effective:
-            self._warn_once("budget", "sampling cost %.2f%% of the process's CPU time, over the %.2f%% "
-                            "budget: sampling every %g s instead of every %g s (the profiles' "
-                            "effective_interval says the rate)" % (100 * cost / cpu, 100 * budget, new,
-                                                                   self.interval))
+        cost = sum(w.sampler_cpu + w.write_cpu for w in self._budget_history)
+        allowance = sum(w.cpu + w.wall for w in self._budget_history)
+        share = 100.0 * cost / allowance if allowance > 0 else 0.0
+        self._rate_change = {"time": round(time.time(), 3), "from": effective, "to": new,
+                             "cost": round(share / 100, 6)}
+        now = time.monotonic()
+        if now - self._last_rate_log >= RATE_LOG_PERIOD:
+            self._last_rate_log = now
+            _say("sampling every %g s instead of every %g s: plop cost %.2f%% of the process's CPU "
+                 "plus one core's wall time over the last %d window(s), budget %.2f%% (asked: every %g s; "
+                 "files say effective_interval and rate_change)"
+                 % (new, effective, share, len(self._budget_history), 100 * self.overhead_budget,
+                    self.interval))
 
     def _warn_once(self, key: str, message: str) -> None:
         if key in self._warned:
@@ -510,14 +572,20 @@ def _register_mp_finalizer(handle: LiveProfiler) -> None:
     util.Finalize(None, _at_exit, exitpriority=-100)
 
 
+def _is_plop(key: Any) -> bool:
+    """plop's writer thread, or a stack that starts in this module (its exit hook)."""
+    thread, stack = key
+    return thread == THREAD_NAME or bool(stack) and stack[0].filename == __file__
+
+
 def _without_plop(profile: Profile) -> Profile:
-    """Leave plop's own writer thread out of a profile."""
-    if not any(key[0] == THREAD_NAME for key in profile.samples):
+    """Leave plop's own writer thread and exit hook out of a profile."""
+    if not any(_is_plop(key) for key in profile.samples):
         return profile
-    samples = {k: n for k, n in profile.samples.items() if k[0] != THREAD_NAME}
+    samples = {k: n for k, n in profile.samples.items() if not _is_plop(k)}
     cpu = None
     if profile.cpu_samples is not None:
-        cpu = {k: n for k, n in profile.cpu_samples.items() if k[0] != THREAD_NAME}
+        cpu = {k: n for k, n in profile.cpu_samples.items() if not _is_plop(k)}
     return Profile(samples, profile.metadata, cpu)
 
 

@@ -1,5 +1,5 @@
 """Always-on profiling (plop.start/stop/record): windows, retention, disk errors,
-exit and SIGTERM, wall and CPU views, fork, signal conflicts, the overhead budget.
+exit and SIGTERM, wall and CPU views, fork, the program's own signals, the overhead budget.
 
 Every scenario runs in a subprocess so no timer or handler leaks into pytest.
 The scenarios wait for conditions (windows written, samples taken) rather than
@@ -423,18 +423,72 @@ def test_system_calls_interrupted_by_1000hz_sampling_behave_as_without_plop(tmp_
     assert "plop:" not in proc.stderr
 
 
-def test_overhead_budget_lowers_the_rate_and_says_so_once(tmp_path):
+def test_an_idle_window_does_not_starve_the_busy_ones_after_it(tmp_path):
+    """Idle for a window, then busy for two: the busy windows keep the asked rate (default budget)."""
     proc = run_script(tmp_path, '''
-        h = plop.start(datadir="d", window=0.15, interval=0.002, service="budget",
-                       overhead_budget=0.00001)
-        wait_for(lambda: h.effective_interval > 0.002 and len(h.files) >= 3)
+        h = plop.start(datadir="d", window=1.0, service="idle")
+        time.sleep(1.2)
+        burn_for(2.1)
         h.stop()
     ''')
-    assert proc.stderr.count("budget") == 1, proc.stderr
-    wins = [p for _, p in windows(tmp_path / "d", "budget")]
-    assert wins[0].metadata["effective_interval"] == 0.002
-    assert any(p.metadata["effective_interval"] > 0.002 for p in wins)
-    assert all(p.metadata["interval"] == 0.002 and p.metadata["overhead_budget"] == 0.00001 for p in wins)
+    wins = [p for _, p in windows(tmp_path / "d", "idle")]
+    busy = [p for p in wins if p.metadata["cpu_time"] > 0.5 * p.metadata["duration"]]
+    assert len(busy) >= 2, [(p.metadata["cpu_time"], p.metadata["duration"]) for p in wins]
+    for p in busy:
+        meta = p.metadata
+        assert meta["effective_interval"] == 0.01
+        assert meta["samples_taken"] >= 0.9 * meta["samples_asked"], meta
+    assert "sampling every" not in proc.stderr, proc.stderr
+
+
+def test_budget_slows_an_expensive_sampler_to_within_it_and_recovers(tmp_path):
+    """Many deep threads make each snapshot dear: the rate drops to fit the budget, then comes back."""
+    proc = run_script(tmp_path, '''
+        release = threading.Event()
+        def deep(n):
+            return deep(n - 1) if n else release.wait()
+        threads = [threading.Thread(target=deep, args=(200,)) for _ in range(100)]
+        for t in threads:
+            t.start()
+        h = plop.start(datadir="d", window=0.3, interval=0.004, service="dear", overhead_budget=0.01)
+        wait_for(lambda: h.effective_interval > 0.004 and len(h.files) >= 4)
+        release.set()
+        for t in threads:
+            t.join()
+        wait_for(lambda: h.effective_interval == 0.004)
+        n = len(h.files)
+        wait_for(lambda: len(h.files) >= n + 2)
+        h.stop()
+    ''', timeout=120)
+    wins = [p.metadata for _, p in windows(tmp_path / "d", "dear")]
+    changes = [m["rate_change"] for m in wins if "rate_change" in m]
+    assert changes and changes[0]["from"] == 0.004 and changes[0]["to"] > 0.004
+    assert any(c["to"] == 0.004 for c in changes[1:])  # recovered
+    slowed = [m for m in wins if m["effective_interval"] > 0.004 and m["samples_taken"] >= 5]
+    assert slowed
+    for m in slowed[1:]:  # once the rate fits: plop's cost within the budget (CPU plus one core)
+        assert m["sampler_cpu_time"] <= 0.015 * (m["cpu_time"] + m["duration"]), m
+    assert wins[-1]["effective_interval"] == 0.004
+    assert proc.stderr.count("sampling every") == 1, proc.stderr  # rate-limited: one line a minute
+
+
+def test_budget_interval_is_a_pure_function_of_the_recent_windows():
+    from plop.live import FLOOR_RATE, WindowCost, budget_interval
+
+    idle = WindowCost(sampler_cpu=0.003, write_cpu=0.001, snapshots=100, cpu=0.01, wall=1.0)
+    # An idle second costs 0.4% of one core: within 1%, whatever the process's own CPU.
+    assert budget_interval([idle], 0.01, 0.01, 0.01, "real") == 0.01
+    dear = WindowCost(sampler_cpu=0.05, write_cpu=0.0, snapshots=100, cpu=1.0, wall=1.0)
+    # 500 us a snapshot against 2% of a core: 250 s**-1 per snapshot... at most 40/s, less the margin.
+    assert budget_interval([dear], 0.01, 0.01, 0.01, "real") == pytest.approx(0.025 * 1.25)
+    # never below the floor rate, and back to the asked rate when the cost allows
+    assert budget_interval([dear._replace(sampler_cpu=5.0)], 0.01, 0.01, 0.01, "real") == 1 / FLOOR_RATE
+    assert budget_interval([idle], 0.01, 0.01, 0.05, "real") == 0.01
+    # CPU-paced modes take fewer snapshots when the process computes less
+    half = dear._replace(cpu=0.5)
+    assert budget_interval([half], 0.01, 0.01, 0.01, "prof") < budget_interval([half], 0.01, 0.01, 0.01, "real")
+    # the write cost comes out of the allowance
+    assert budget_interval([idle._replace(write_cpu=0.03)], 0.01, 0.01, 0.01, "real") == 1 / FLOOR_RATE
 
 
 def test_command_line_rolling_profiles_of_a_prefork_program(tmp_path):
