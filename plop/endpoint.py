@@ -17,8 +17,8 @@ Query parameters: ``seconds`` (default 10, at most ``max_seconds``, default
 ``plop``) and ``view`` (``wall`` or ``cpu``; ``cpu`` needs a ``real`` profile).
 
 When rolling profiles (:func:`plop.start`) are running, the answer is taken
-from them (the samples of the requested period, whatever ``mode`` asked)
-instead of sampling twice. Otherwise a collector is started for the request,
+from them (the samples of the requested period) instead of sampling twice;
+a ``mode`` other than theirs is a ``409`` that says so. Otherwise a collector is started for the request,
 from whichever thread serves it. Only one request profiles at a time: another
 gets ``409``.
 
@@ -69,6 +69,7 @@ class _Request:
             raise RequestError(400, "seconds must be a number") from None
         if not 0 < self.seconds <= max_seconds:
             raise RequestError(400, "seconds must be more than 0 and at most %g" % max_seconds)
+        self.mode_given = "mode" in args
         self.mode = args.get("mode", "real")
         if self.mode not in MODES:
             raise RequestError(400, "mode must be one of %s" % ", ".join(sorted(MODES)))
@@ -131,6 +132,10 @@ class _Session:
 
     def _begin(self) -> None:
         if self.live is not None:
+            if self.request.mode_given and self.request.mode != self.live.mode:
+                raise RequestError(409, "rolling profiles of this process run in mode %s, and the answer "
+                                        "comes from them: ask for mode=%s (or no mode); view=cpu gives "
+                                        "their CPU view" % (self.live.mode, self.live.mode))
             self.before = self.live.snapshot()
             return
         self.collector = Collector(interval=self.request.interval, mode=self.request.mode)

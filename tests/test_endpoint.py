@@ -159,12 +159,17 @@ def test_rolling_profiles_answer_the_endpoint_without_a_second_timer(tmp_path):
                 await client.fetch("http://127.0.0.1:%%d/work" %% port)
                 stolen |= not sampler.running
             profile = formats.loads((await task).body)
+            other = await client.fetch("http://127.0.0.1:%%d/p?seconds=0.1&mode=prof" %% port,
+                                       raise_error=False)
+            same = await client.fetch("http://127.0.0.1:%%d/p?seconds=0.1&mode=real" %% port,
+                                      raise_error=False)
             h.stop()
             print(json.dumps({"source": profile.metadata["source"], "service": profile.metadata["service"],
                               "samples": profile.total_samples, "stolen": stolen,
                               "render": sum(n for (t, s), n in profile.samples.items()
                                             if any(f.funcname == "render_page" for f in s)),
-                              "windows": len(h.files)}))
+                              "windows": len(h.files), "other": [other.code, other.body.decode()],
+                              "same": same.code}))
         asyncio.run(main())
     ''' % str(Path(__file__).parent)))
     env = dict(os.environ)
@@ -177,6 +182,9 @@ def test_rolling_profiles_answer_the_endpoint_without_a_second_timer(tmp_path):
     # about 1.2 s of samples at 100/s for the main thread (windows were cut meanwhile)
     assert 40 < out["samples"] < 400 and out["render"] > 0
     assert out["windows"] >= 2
+    # a mode the rolling profiles do not run in is refused, and says why
+    assert out["other"][0] == 409 and "mode real" in out["other"][1]
+    assert out["same"] == 200
 
 
 # -- WSGI -------------------------------------------------------------------------
