@@ -19,7 +19,10 @@
  * away early when it starts a blocking call, so late snapshots land on waits).
  * On 3.11 the sampler therefore raises the interpreter's gil_drop_request
  * itself, as take_gil() would after its first timeout: the holder drops the
- * GIL at its next eval-breaker check (microseconds in Python code).  A C call
+ * GIL at its next eval-breaker check (microseconds in Python code).  While
+ * it waits, the switch interval is 200 us (restored once it holds the GIL):
+ * with two threads computing, the holder may hand the GIL to the other one,
+ * and the sampler asks again 200 us later instead of 5 ms.  A C call
  * that holds the GIL still delays the snapshot until it returns; the weight
  * covers that.  Other versions wait the switch interval (see docs/format.md).
  *
@@ -289,18 +292,45 @@ mix(uint64_t h, uint64_t v)
 #include "internal/pycore_interp.h"
 #undef Py_BUILD_CORE
 #define HAVE_DROP_REQUEST 1
-static void
+/* While the sampler waits for the GIL, the switch interval is this short:
+ * when two threads compute, the holder asked to let go may hand the GIL to
+ * the other one, and the sampler would wait a whole interval to ask again. */
+#define WAIT_SWITCH_US 200
+
+static unsigned long
 request_gil(PyInterpreterState *interp)
 {
+    unsigned long saved = _PyEval_GetSwitchInterval();
+    if (saved > WAIT_SWITCH_US) {
+        _PyEval_SetSwitchInterval(WAIT_SWITCH_US);
+    }
     _Py_atomic_store_relaxed(&interp->ceval.gil_drop_request, 1);
     _Py_atomic_store_relaxed(&interp->ceval.eval_breaker, 1);
+    return saved;
+}
+
+/* Holding the GIL again: give the program its switch interval back, unless it
+ * set another one meanwhile. */
+static void
+restore_switch(unsigned long saved)
+{
+    if (saved > WAIT_SWITCH_US && _PyEval_GetSwitchInterval() == WAIT_SWITCH_US) {
+        _PyEval_SetSwitchInterval(saved);
+    }
 }
 #else
 #define HAVE_DROP_REQUEST 0
-static void
+static unsigned long
 request_gil(PyInterpreterState *interp)
 {
     (void)interp;
+    return 0;
+}
+
+static void
+restore_switch(unsigned long saved)
+{
+    (void)saved;
 }
 #endif
 
@@ -1076,16 +1106,18 @@ Sampler_run(Sampler *self, PyObject *arg)
         int stopped;
         int64_t tick_ns = 0;
         Py_ssize_t n_running = 0;
+        unsigned long saved_switch = 0;
         PyThreadState *saved = PyEval_SaveThread();
         stopped = wait_tick(self, g, &deadline);
         if (!stopped) {
             tick_ns = monotonic_ns();
             n_running = self->track_cpu ? read_tick(self, tick_ns) : 0;
-            if (HAVE_DROP_REQUEST) {
-                request_gil(interp);
-            }
+            saved_switch = request_gil(interp);
         }
         PyEval_RestoreThread(saved);
+        if (!stopped) {
+            restore_switch(saved_switch);
+        }
         if (stopped) {
             break;
         }
