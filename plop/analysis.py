@@ -28,9 +28,10 @@ from typing import Any, Iterable
 from plop.callgraph import app_root, label_of
 from plop.profile import Frame, Profile, StackKey
 
-#: The flame graph leaves out frames under this share of all samples (pprof's node fraction);
-#: at most ``1 / FLAME_FRACTION`` frames per depth can remain, so a deep profile stays drawable.
-FLAME_FRACTION = 0.001
+#: The flame graph leaves out frames under this share of all samples (0.02%, a tenth of a pixel
+#: on a wide screen; pprof's node fraction). At most ``1 / FLAME_FRACTION`` frames per depth can
+#: remain, so even a profile of 100,000 distinct stacks stays drawable.
+FLAME_FRACTION = 0.0002
 #: The name of the flame graph's root, which stands for every sample.
 ROOT_NAME = "all"
 
