@@ -158,9 +158,9 @@ function showStatus(data, auto) {
   if (data.hidden_nodes) {
     const share = auto && data.nodes.every((n) => n.total >= AUTO_SHARE * data.total_samples);
     parts.push(share
-      ? `showing the ${fmtInt(shown)} of ${fmtInt(data.node_count)} functions with at least ${100 * AUTO_SHARE}% of samples; hidden: `
-      : `showing the ${fmtInt(shown)} heaviest of ${fmtInt(data.node_count)} functions; hidden: `,
-    el("strong", {}, fmtInt(data.hidden_nodes)), ` functions with ${fmtPct(data.hidden_samples, data.total_samples)} of samples`);
+      ? `${fmtInt(shown)} of ${fmtInt(data.node_count)} functions (at least ${100 * AUTO_SHARE}% of samples); hidden: `
+      : `the ${fmtInt(shown)} heaviest of ${fmtInt(data.node_count)} functions; hidden: `,
+    el("strong", {}, fmtInt(data.hidden_nodes)), ` with ${fmtPct(data.hidden_samples, data.total_samples)}`);
     if (data.hidden_edges) parts.push(` and ${fmtInt(data.hidden_edges)} light calls`);
   } else {
     parts.push(`all ${fmtInt(shown)} functions`);

@@ -18,6 +18,19 @@ const tabInput = document.getElementById("tab-input");
 
 search.value = state.q;
 
+// The filter boxes fold away unless a filter is set (they cost the graph a row of the window).
+const filtersToggle = document.getElementById("filters-toggle");
+const filterBoxes = document.getElementById("filters");
+function showFilterCount() {
+  const count = ["focus", "ignore", "hide"].filter((name) => document.getElementById(name).value).length;
+  filtersToggle.textContent = count ? `Filters (${count})` : "Filters";
+}
+filtersToggle.addEventListener("click", () => {
+  filterBoxes.hidden = !filterBoxes.hidden;
+  filtersToggle.setAttribute("aria-expanded", String(!filterBoxes.hidden));
+  if (!filterBoxes.hidden) document.getElementById("focus").focus();
+});
+
 function show(name, push = false) {
   if (!tabs[name]) name = "graph";
   setState({ tab: name }, push);
@@ -53,6 +66,7 @@ nav.addEventListener("click", (event) => {
 // A changed selection: every tab is out of date; the visible one reloads now, a zoom no longer applies.
 form.addEventListener("change", (event) => {
   if (event.target === search) return;
+  showFilterCount();
   setState({ zoom: "" });
   show(state.tab);
 });
@@ -91,7 +105,21 @@ window.addEventListener("popstate", () => {
   const url = new URLSearchParams(location.search);
   for (const key of ["zoom", "sort", "q", "function", "file", "firstlineno"]) state[key] = url.get(key) || "";
   for (const name of ["focus", "ignore", "hide"]) document.getElementById(name).value = url.get(name) || "";
+  showFilterCount();
   search.value = state.q;
+
+// The filter boxes fold away unless a filter is set (they cost the graph a row of the window).
+const filtersToggle = document.getElementById("filters-toggle");
+const filterBoxes = document.getElementById("filters");
+function showFilterCount() {
+  const count = ["focus", "ignore", "hide"].filter((name) => document.getElementById(name).value).length;
+  filtersToggle.textContent = count ? `Filters (${count})` : "Filters";
+}
+filtersToggle.addEventListener("click", () => {
+  filterBoxes.hidden = !filterBoxes.hidden;
+  filtersToggle.setAttribute("aria-expanded", String(!filterBoxes.hidden));
+  if (!filterBoxes.hidden) document.getElementById("focus").focus();
+});
   show(url.get("tab") || "graph");
 });
 
