@@ -701,3 +701,94 @@ def test_source_shown_through_the_route(tmp_path):
 
     result = Case().run()
     assert result.wasSuccessful(), result.errors + result.failures
+
+
+# ---------------------------------------------------------------- python -m plop.viewer FILE...
+
+@pytest.mark.parametrize("make", ["missing", "directory", "unreadable", "not a profile"])
+def test_cli_bad_file_is_one_line_error_exit_2(tmp_path, make):
+    good = tmp_path / "good.plop"
+    formats.dump(native_profile(), good)
+    target = tmp_path / "bad.plop"
+    if make == "directory":
+        target.mkdir()
+    elif make == "unreadable":
+        target.write_bytes(formats.dumps(native_profile()))
+        target.chmod(0)
+        if os.access(target, os.R_OK):
+            pytest.skip("running as root: every file is readable")
+    elif make == "not a profile":
+        target = tmp_path / "notes.txt"
+        target.write_text("hello\n")
+    result = run_viewer(str(good), str(target), "--port=0", "--no-browser")
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and str(target) in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_named_files_serves_only_them(tmp_path):
+    from plop.viewer.listing import NamedFiles
+    one, two = tmp_path / "a", tmp_path / "b"
+    one.mkdir()
+    two.mkdir()
+    formats.dump(native_profile(), one / "p.plop")
+    formats.dump(Profile({("", (MAIN,)): 2}), two / "p.plop")
+    formats.dump(Profile({("", (MAIN,)): 9}), one / "other.plop")
+    files = NamedFiles([str(one / "p.plop"), str(two / "p.plop"), str(one / "p.plop")])
+    try:
+        assert files.names == ["p.plop", "p.plop (2)"]
+        assert sorted(e.name for e in files.scan()) == ["p.plop", "p.plop (2)"]
+        assert files.lookup("other.plop") is None and files.lookup("../a/other.plop") is None
+        entry = files.lookup("p.plop (2)")
+        assert files.load(entry).total_samples == 2
+        assert files.load(files.lookup("p.plop")).total_samples == 60
+    finally:
+        files.close()
+
+
+def test_cli_serves_named_files_without_a_browser(datadir, tmp_path):
+    env = dict(os.environ, DISPLAY="", WAYLAND_DISPLAY="", BROWSER="")
+    process = subprocess.Popen([sys.executable, "-m", "plop.viewer", str(datadir / "web.plop"),
+                                str(datadir / "small.plop"), "--port=0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    try:
+        line = process.stdout.readline()
+        assert "serving 2 profiles at http://127.0.0.1:" in line
+        url = line.split()[-1]
+        assert url.endswith("/view?filename=web.plop")
+        import urllib.error
+        import urllib.request
+        base = url[: url.index("/view")]
+        with urllib.request.urlopen(base + "/api/profiles", timeout=10) as response:
+            assert sorted(p["name"] for p in json.load(response)["profiles"]) == ["small.plop", "web.plop"]
+        with urllib.request.urlopen(base + "/api/top?filename=small.plop", timeout=10) as response:
+            assert json.load(response)["total_samples"] == 3
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(base + "/data?filename=notes.txt", timeout=10)
+        assert info.value.code == 404
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(base + "/data?filename=tmpl_work.legacy-plop-0.4.0.plop", timeout=10)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_browser_is_opened_only_where_one_can_be(monkeypatch):
+    from plop.viewer import __main__ as cli
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(cli.sys, "platform", "linux")
+    assert not cli.can_open_browser()
+    monkeypatch.setenv("DISPLAY", ":0")
+    assert cli.can_open_browser()
+    opened = []
+
+    def fail(url):
+        opened.append(url)
+        raise cli.webbrowser.Error("no runnable browser")
+
+    monkeypatch.setattr(cli.webbrowser, "open", fail)
+    cli.open_browser("http://127.0.0.1:1/")  # must not raise, in this thread or its own
+    for thread in [t for t in __import__("threading").enumerate() if t.name == "plop-open-browser"]:
+        thread.join(5)
+    assert opened == ["http://127.0.0.1:1/"]
