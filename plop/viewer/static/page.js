@@ -107,19 +107,6 @@ window.addEventListener("popstate", () => {
   for (const name of ["focus", "ignore", "hide"]) document.getElementById(name).value = url.get(name) || "";
   showFilterCount();
   search.value = state.q;
-
-// The filter boxes fold away unless a filter is set (they cost the graph a row of the window).
-const filtersToggle = document.getElementById("filters-toggle");
-const filterBoxes = document.getElementById("filters");
-function showFilterCount() {
-  const count = ["focus", "ignore", "hide"].filter((name) => document.getElementById(name).value).length;
-  filtersToggle.textContent = count ? `Filters (${count})` : "Filters";
-}
-filtersToggle.addEventListener("click", () => {
-  filterBoxes.hidden = !filterBoxes.hidden;
-  filtersToggle.setAttribute("aria-expanded", String(!filterBoxes.hidden));
-  if (!filterBoxes.hidden) document.getElementById("focus").focus();
-});
   show(url.get("tab") || "graph");
 });
 
