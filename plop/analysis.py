@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from itertools import filterfalse
 from typing import Any, Iterable
 
 from plop.callgraph import app_root, label_of
@@ -116,10 +117,11 @@ def _filtered(samples: dict[StackKey, int], name: str, matched: set[Frame]) -> d
     if name == "ignore":
         return {key: n for key, n in samples.items() if matched.isdisjoint(key[1])}
     hidden: dict[StackKey, int] = {}
+    is_hidden = matched.__contains__
     for key, n in samples.items():
-        thread, stack = key
+        stack = key[1]
         if not matched.isdisjoint(stack):
-            key = (thread, tuple(frame for frame in stack if frame not in matched))
+            key = (key[0], tuple(filterfalse(is_hidden, stack)))
         hidden[key] = hidden.get(key, 0) + n
     return hidden
 

@@ -22,7 +22,11 @@ const ORDERS = {
   file: (a, b) => a.filename.localeCompare(b.filename) || a.firstlineno - b.firstlineno || a.label.localeCompare(b.label),
 };
 
+/** Rows put in the page at first (a table of thousands lays out slowly); the rest on request. */
+const ROW_LIMIT = 1000;
+
 let data = null;
+let showAll = false;
 let loaded = null;
 let ticket = 0;
 
@@ -41,7 +45,8 @@ function render() {
   const rows = (matches ? data.functions.filter(matches) : data.functions.slice()).sort(reverse ? (a, b) => order(b, a) : order);
   const total = data.total_samples;
   const fragment = document.createDocumentFragment();
-  for (const fn of rows) {
+  const shownRows = showAll ? rows : rows.slice(0, ROW_LIMIT);
+  for (const fn of shownRows) {
     const row = el("tr", { class: "link", tabindex: "0" },
       el("td", { class: "num" }, fmtInt(fn.self)),
       el("td", { class: "num" }, fmtPct(fn.self, total)),
@@ -52,6 +57,16 @@ function render() {
     );
     row.fn = fn;
     fragment.append(row);
+  }
+  if (shownRows.length < rows.length) {
+    const more = el("button", { type: "button", class: "show-all" }, `Show all ${fmtInt(rows.length)} functions`);
+    more.addEventListener("click", (event) => {
+      event.stopPropagation();
+      showAll = true;
+      render();
+    });
+    fragment.append(el("tr", { class: "more" }, el("td", { colspan: "6" },
+      `${fmtInt(rows.length - shownRows.length)} lighter functions not listed · `, more)));
   }
   body.replaceChildren(fragment);
   for (const th of table.querySelectorAll("button[data-sort]")) {
@@ -66,11 +81,12 @@ function render() {
   if (matches) searchCount.textContent = rows.length ? `${rows.length} found` : "none";
   else searchCount.textContent = "";
   table.dataset.rows = String(rows.length);
+  table.dataset.shown = String(shownRows.length);
   table.dataset.renderMs = (performance.now() - started).toFixed(1);
 }
 
 function open(row) {
-  if (row && row.fn) window.dispatchEvent(new CustomEvent("plop:open", { detail: functionState(row.fn) }));
+  if (row && row.fn && !row.classList.contains("more")) window.dispatchEvent(new CustomEvent("plop:open", { detail: functionState(row.fn) }));
 }
 
 body.addEventListener("click", (event) => open(event.target.closest("tr")));
@@ -104,6 +120,7 @@ async function load(query) {
   }
   if (mine !== ticket) return;
   data = answer;
+  showAll = false;
   message.hidden = data.functions.length > 0;
   if (!data.functions.length) message.textContent = "No samples (the filters may have left none).";
   render();
