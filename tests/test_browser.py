@@ -161,6 +161,13 @@ def hostile_profile() -> Profile:
     return Profile({("", (main, evil)): 7, ("", (main,)): 2}, {"command": ["python", HOSTILE]})
 
 
+def many_functions_profile() -> Profile:
+    """1,200 functions called by one main: more rows than the top table lists at first."""
+    main = Frame("/srv/app/main.py", "main", 1, 2)
+    return Profile({("", (main, Frame("/srv/app/f%d.py" % (i % 40), "f_%d" % i, i + 1, i + 2))): 1 + i % 7
+                    for i in range(1200)})
+
+
 @pytest.fixture(scope="module")
 def datadir(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("browser") / "profiles"
@@ -169,6 +176,7 @@ def datadir(tmp_path_factory) -> Path:
         shutil.copy(fixture, d / fixture.name)
     formats.dump(hostile_profile(), d / "hostile.plop")
     formats.dump(web_service_profile(), d / "shop-web-3.plop")
+    formats.dump(many_functions_profile(), d / "many.plop")
     # A real profile: two threads, recursion, import-time frames, many packages.
     subprocess.run([sys.executable, "-m", "plop.collector", "--mode", "real", "--interval", "0.005",
                     "-o", str(d / "busy.plop"), str(ROOT / "examples" / "busy.py")],
@@ -790,3 +798,32 @@ def test_module_frames_named_by_module_in_a_real_profile(page, server):
     labels = {b["label"] for b in flame_boxes(page)}
     assert "<module>" not in labels and any(label.startswith("<module> ") for label in labels)
     screenshot(page, "flame-busy.png")
+
+
+def test_top_table_lists_the_heaviest_first_then_all(page, server):
+    top = api(server, "/api/top?filename=many.plop")
+    assert len(top["functions"]) == 1201
+    page.goto(server + "/view?filename=many.plop&tab=top")
+    page.wait_for_function("() => document.getElementById('top-table').dataset.rows")
+    assert page.get_attribute("#top-table", "data-shown") == "1000"
+    assert page.locator("#top-table tbody tr:not(.more)").count() == 1000
+    assert "201 lighter functions not listed" in page.inner_text("#top-table tr.more")
+    page.click("#top-table .show-all")
+    page.wait_for_function("() => document.getElementById('top-table').dataset.shown === '1201'")
+    assert page.locator("#top-table tbody tr").count() == 1201
+    # Filtering sees every function, not only the rows listed.
+    page.fill("#search", "f_1199")
+    page.wait_for_function("() => document.getElementById('top-table').dataset.rows === '1'")
+
+
+def test_graph_details_open_the_function_tab(page, server):
+    data = open_graph(page, server + "/view?filename=shop-web-3.plop")
+    node(page, data, "Cursor.execute").click(force=True)
+    page.locator("#details").wait_for(state="visible")
+    page.click("#details .open-function")
+    page.wait_for_selector("#function-name")
+    assert page.inner_text("#function-name") == "Cursor.execute"
+    assert not page.locator("#app").is_visible() and page.locator("#function").is_visible()
+    assert "tab=function" in page.url
+    page.go_back()
+    page.wait_for_function("() => !document.getElementById('app').hidden")
