@@ -144,6 +144,21 @@ def time_browser(datadir: str, runs: int) -> list[tuple[str, float, str]]:
                         page.get_attribute("#top-table", "data-shown"), page.get_attribute("#top-table", "data-rows"),
                         page.get_attribute("#top-table", "data-render-ms"))
                 rows.append(("tab %s: navigation to drawn and interactive" % tab, statistics.median(times), note))
+            # A denser flame graph: frames down to 0.005% of the samples (over 10,000 of them).
+            dense = route(base, "/view", tab="flame", fraction="0.00005")
+            page.goto(dense)
+            page.wait_for_selector("#flame-canvas[data-query]", state="attached", timeout=120000)
+            times, draws = [], []
+            for _ in range(runs):
+                start = time.perf_counter()
+                page.goto(dense)
+                page.wait_for_selector("#flame-canvas[data-query]", state="attached", timeout=120000)
+                hover_frame(page)
+                times.append(time.perf_counter() - start)
+                draws.append(float(page.get_attribute("#flame-canvas", "data-draw-ms")))
+            rows.append(("tab flame, fraction=0.00005: navigation to interactive", statistics.median(times),
+                         "%s frames sent; a full redraw (hover) %.1f ms" % (
+                             page.get_attribute("#flame-canvas", "data-frames"), statistics.median(draws))))
             page.goto(route(base, "/view", tab="flame"))
             page.wait_for_selector("#flame-canvas[data-query]", state="attached", timeout=120000)
             zooms = []

@@ -337,7 +337,9 @@ async function load(query) {
 export const flameTab = {
   panel,
   show() {
-    const query = selection().toString();
+    const params = selection();
+    if (state.fraction) params.set("fraction", state.fraction);
+    const query = params.toString();
     if (query !== loaded) {
       loaded = query;
       load(query);

@@ -2,7 +2,7 @@
 //
 // Every tab is a function of the URL: the selection (file, view, thread and
 // the focus / ignore / hide filters, held by the toolbar's form) plus each
-// tab's own state (`tab`, the graph's `max_nodes`, the flame graph's `zoom`,
+// tab's own state (`tab`, the graph's `max_nodes`, the flame graph's `zoom` and `fraction`,
 // the top table's `sort`, the search text `q`, and the function shown by the
 // function tab). A link therefore shares the view, and a reload keeps it.
 
@@ -11,7 +11,7 @@ export const form = document.getElementById("controls");
 /** Parameters that choose the samples: what every /data and /api request carries. */
 const SELECTION = ["filename", "view", "thread", "focus", "ignore", "hide"];
 /** Per-tab state kept in the URL, with the values that leave it out. */
-const STATE_DEFAULTS = { tab: "graph", zoom: "", sort: "", q: "", function: "", file: "", firstlineno: "" };
+const STATE_DEFAULTS = { tab: "graph", zoom: "", fraction: "", sort: "", q: "", function: "", file: "", firstlineno: "" };
 
 export const state = {};
 {
