@@ -287,6 +287,7 @@ function applySearch() {
 function summary() {
   const d = view.data;
   const parts = [el("strong", {}, fmtInt(d.total_samples)), " samples · ", `${fmtInt(d.frames)} frames`];
+  if (d.samples_without_frames) parts.push(` · ${fmtInt(d.samples_without_frames)} samples without frames not drawn`);
   if (d.pruned_frames) {
     parts.push(` · left out: ${fmtInt(d.pruned_frames)} frames under ${fmtPct(d.fraction, 1)} of samples each, holding ${fmtPct(d.pruned_samples, d.total_samples)}`);
   }

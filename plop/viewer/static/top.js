@@ -77,7 +77,8 @@ function render() {
   const shown = rows.reduce((sum, fn) => sum + fn.self, 0);
   status.replaceChildren(el("strong", {}, fmtInt(total)), " samples · ",
     matches ? `${fmtInt(rows.length)} of ${fmtInt(data.functions.length)} functions match, with ${fmtPct(shown, total)} of samples in their own code`
-      : `${fmtInt(rows.length)} functions`);
+      : `${fmtInt(rows.length)} functions`,
+    data.samples_without_frames ? ` · ${fmtInt(data.samples_without_frames)} samples without frames not counted` : "");
   if (matches) searchCount.textContent = rows.length ? `${rows.length} found` : "none";
   else searchCount.textContent = "";
   table.dataset.rows = String(rows.length);
