@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import pytest
 
+import plop.callgraph
 from plop.analysis import FilterError, Filters, apply_filters, flame_tree
 from plop.callgraph import CallGraph, label_of, module_of
 from plop.profile import Frame, Profile
+from tests.conftest import pure_and_compiled
 
 MAIN = Frame("/srv/app/app/main.py", "main", 1, 3)
 WORK = Frame("/srv/app/app/work.py", "work", 10, 12)
@@ -112,7 +114,14 @@ def test_bad_regex_is_a_filter_error_with_re_message(name):
 
 # Top table and function details -------------------------------------------
 
-def test_top_table_counts_self_and_total_once_per_sample():
+@pytest.fixture(params=pure_and_compiled(None, "plop._speedups"))
+def speedups(request, monkeypatch):
+    """The call graph's pure-Python passes, then plop._speedups (None for pure)."""
+    monkeypatch.setattr(plop.callgraph, "_speedups", request.param)
+    return request.param
+
+
+def test_top_table_counts_self_and_total_once_per_sample(speedups):
     rows = CallGraph.from_profile(hand_profile()).table()
     assert [(r["name"], r["self"], r["total"]) for r in rows] == [
         ("helper", 7, 7), ("rec", 4, 4), ("work", 3, 8), ("main", 0, 14)]
@@ -120,7 +129,7 @@ def test_top_table_counts_self_and_total_once_per_sample():
     assert rows[0]["filename"] == HELPER.filename and rows[0]["firstlineno"] == 20
 
 
-def test_function_details_callers_callees_lines():
+def test_function_details_callers_callees_lines(speedups):
     graph = CallGraph.from_profile(hand_profile())
     helper = graph.details(graph.find(*HELPER.function))
     assert helper["function"]["total"] == 7
@@ -219,7 +228,7 @@ def test_module_of(filename, root, module):
     assert module_of(filename, root) == module
 
 
-def test_module_frames_are_labelled_in_every_table():
+def test_module_frames_are_labelled_in_every_table(speedups):
     frames = (Frame("/work/main/tests/test_x.py", "<module>", 1, 2),
               Frame("/work/main/plop/formats.py", "<module>", 1, 5), Frame("/work/main/plop/profile.py", "<module>", 1, 9))
     profile = Profile({("", frames): 3})
