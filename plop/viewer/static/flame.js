@@ -82,7 +82,7 @@ function colorOf(node) {
   return color;
 }
 
-function location(node) {
+function where(node) {
   if (!node.filename) return "every sample";
   return node.line ? `${node.filename}:${node.line}` : node.filename;
 }
@@ -190,7 +190,7 @@ function showCrumbs() {
   const items = [];
   chain.forEach((f, i) => {
     if (i) items.push(el("span", { class: "sep" }, "›"));
-    const crumb = el("button", { type: "button", class: f === view.zoom ? "crumb current" : "crumb", title: location(f.node) }, f.node.label);
+    const crumb = el("button", { type: "button", class: f === view.zoom ? "crumb current" : "crumb", title: where(f.node) }, f.node.label);
     crumb.addEventListener("click", () => zoomTo(f));
     items.push(crumb);
   });
@@ -211,7 +211,7 @@ function showTooltip(f, event) {
   const parent = f.parent >= 0 ? view.frames[f.parent].node : null;
   tooltip.replaceChildren(
     el("div", { class: "fn" }, f.node.label),
-    el("div", { class: "loc" }, location(f.node)),
+    el("div", { class: "loc" }, where(f.node)),
     el("table", {},
       el("tr", {}, el("td", {}, "Samples"), el("td", {}, fmtInt(f.node.value)), el("td", {}, `${fmtPct(f.node.value, total)} of total`)),
       parent ? el("tr", {}, el("td", {}, ""), el("td", {}, ""), el("td", {}, `${fmtPct(f.node.value, parent.value)} of ${parent.label}`)) : null,
