@@ -127,6 +127,51 @@ def _module(component: str) -> str:
     return component[:-3] if component.endswith(".py") and len(component) > 3 else component
 
 
+def module_of(filename: str, app_root: str = "") -> str:
+    """The dotted module a source file holds, as well as its path tells.
+
+    ``.../site-packages/tornado/web.py`` and py-spy's relative
+    ``tornado/web.py`` are ``tornado.web``; a file under ``app_root`` is
+    named from there (``/srv/shop/shop/cart.py`` below ``/srv/shop`` is
+    ``shop.cart``); ``<frozen importlib._bootstrap>`` is
+    ``importlib._bootstrap``; any other file is its base name without
+    ``.py``. A package's ``__init__.py`` is the package. Nothing is read from
+    disk: the profile's own paths are all there is to go on.
+    """
+    if filename.startswith("<") and filename.endswith(">"):
+        inner = filename[1:-1].split()
+        return inner[1] if len(inner) == 2 and inner[0] == "frozen" else filename
+    parts = [p for p in re.split(r"[\\/]+", filename) if p not in ("", ".")]
+    if not parts:
+        return filename or "(no file)"
+    rest = parts[-1:]
+    for i in range(len(parts) - 2, -1, -1):
+        if _LIBRARY_DIR.match(parts[i]):
+            rest = parts[i + 1 :]
+            break
+    else:
+        if not os.path.isabs(filename) and ".." not in parts:
+            rest = parts
+        elif app_root and filename.startswith(app_root + "/"):
+            rest = filename[len(app_root) + 1 :].split("/")
+    names = [_module(p) for p in rest]
+    if len(names) > 1 and names[-1] == "__init__":
+        names.pop()
+    return ".".join(names)
+
+
+def label_of(funcname: str, filename: str, app_root: str = "") -> str:
+    """The name a view shows for a function: ``<module>`` gains its module.
+
+    Every module's top-level code is called ``<module>``, so a profile of an
+    import-heavy program has many functions of that name; ``<module>
+    plop.formats`` tells them apart. Other names are shown as they are.
+    """
+    if funcname == "<module>":
+        return "<module> " + module_of(filename, app_root)
+    return funcname
+
+
 def app_root(filenames: list[str]) -> str:
     """The directory below which `group_of` names a profile's own packages.
 
@@ -172,6 +217,8 @@ class CallGraph:
         "total_counts",
         "linenos",
         "groups",
+        "labels",
+        "root",
         "total_samples",
         "empty_samples",
         "order",
@@ -191,6 +238,10 @@ class CallGraph:
         #: Per node: the function's first line (smallest executing line when unknown).
         self.linenos: list[int] = []
         self.groups: list[str] = []
+        #: Per node: the name views show (see `label_of`).
+        self.labels: list[str] = []
+        #: The directory module names are derived from (see `app_root`).
+        self.root = ""
         #: Samples with at least one frame (the sum of all ``self`` counts).
         self.total_samples = 0
         #: Samples whose stack was empty (py-spy's samples with no Python frame).
@@ -263,6 +314,8 @@ class CallGraph:
             if filename not in group_cache:
                 group_cache[filename] = group_of(filename, root)
         graph.groups = list(map(group_cache.__getitem__, filenames))
+        graph.root = root
+        graph.labels = [label_of(frame[1], frame[0], root) for frame in node_frames]
         # Heaviest first: by total, self, name, file and first line, one stable sort per key.
         order = list(range(count))
         firstlinenos = list(map(_FIRSTLINENO, node_frames))
@@ -319,7 +372,9 @@ class CallGraph:
                 {
                     "id": i,
                     "funcname": frame[1],
+                    "label": self.labels[i],
                     "filename": frame[0],
+                    "firstlineno": frame[2],
                     "lineno": self.linenos[i],
                     "self": self.self_counts[i],
                     "total": self.total_counts[i],
@@ -339,6 +394,60 @@ class CallGraph:
             "hidden_edges": hidden_edges,
             "nodes": nodes,
             "edges": edges,
+        }
+
+    def find(self, filename: str, funcname: str, firstlineno: int) -> int | None:
+        """The node id of a function (its `Frame.function`), or ``None`` when not sampled."""
+        for i, frame in enumerate(self._node_frames):
+            if frame[1] == funcname and frame[0] == filename and frame[2] == firstlineno:
+                return i
+        return None
+
+    def function_json(self, i: int) -> dict[str, Any]:
+        """One function as the views name it: ids, label, place and counts."""
+        frame = self._node_frames[i]
+        return {
+            "name": frame[1],
+            "label": self.labels[i],
+            "filename": frame[0],
+            "firstlineno": frame[2],
+            "line": self.linenos[i],
+            "self": self.self_counts[i],
+            "total": self.total_counts[i],
+        }
+
+    def table(self) -> list[dict[str, Any]]:
+        """Every function, heaviest ``self`` first (then ``total``, name, file, line): ``pprof -top``."""
+        order = sorted(self.order, key=self.self_counts.__getitem__, reverse=True)
+        return [self.function_json(i) for i in order]
+
+    def details(self, i: int) -> dict[str, Any]:
+        """Function ``i``'s callers, callees and lines, for the details view (docs/viewer.md).
+
+        Each caller and callee carries ``calls``: the samples in which that
+        call appears, once per sample. A recursive call (the function calling
+        itself) is not listed as its own caller or callee but counted in
+        ``recursive``. Lines are the profile's executing lines with their own
+        ``self`` and ``total`` samples, in line order.
+        """
+        count = len(self._node_frames)
+        callers, callees, recursive = [], [], 0
+        for code, weight in self._calls.items():
+            caller, callee = divmod(code, count)
+            if caller == i and callee == i:
+                recursive = weight
+            elif callee == i:
+                callers.append((weight, caller))
+            elif caller == i:
+                callees.append((weight, callee))
+        numbers, line_self, line_total = self._line_numbers, self._line_self, self._line_total
+        lids = sorted(self._lines_of[self._lines_start[i] : self._lines_start[i + 1]], key=numbers.__getitem__)
+        return {
+            "function": self.function_json(i),
+            "recursive": recursive,
+            "callers": [dict(self.function_json(j), calls=w) for w, j in sorted(callers, key=lambda c: (-c[0], c[1]))],
+            "callees": [dict(self.function_json(j), calls=w) for w, j in sorted(callees, key=lambda c: (-c[0], c[1]))],
+            "lines": [{"line": numbers[lid], "self": line_self[lid], "total": line_total[lid]} for lid in lids],
         }
 
     def _trim_calls(self, calls: list[int], weights: dict[int, int], shown: int) -> list[int]:

@@ -20,3 +20,12 @@ def test_overhead_benchmark_quick_run():
         assert label in out
     assert "plop 0.4.0 left out" in out
     assert "**Verdict:**" in out
+
+
+def test_viewer_routes_benchmark_quick_run():
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "viewer_routes.py"), "--runs", "1", "--stacks", "300"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    for row in ("/api/flame cold", "/api/top warm", "/api/flame hide=", "/api/top focus="):
+        assert "| " + row in proc.stdout

@@ -161,6 +161,13 @@ def hostile_profile() -> Profile:
     return Profile({("", (main, evil)): 7, ("", (main,)): 2}, {"command": ["python", HOSTILE]})
 
 
+def many_functions_profile() -> Profile:
+    """1,200 functions called by one main: more rows than the top table lists at first."""
+    main = Frame("/srv/app/main.py", "main", 1, 2)
+    return Profile({("", (main, Frame("/srv/app/f%d.py" % (i % 40), "f_%d" % i, i + 1, i + 2))): 1 + i % 7
+                    for i in range(1200)})
+
+
 @pytest.fixture(scope="module")
 def datadir(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("browser") / "profiles"
@@ -169,6 +176,7 @@ def datadir(tmp_path_factory) -> Path:
         shutil.copy(fixture, d / fixture.name)
     formats.dump(hostile_profile(), d / "hostile.plop")
     formats.dump(web_service_profile(), d / "shop-web-3.plop")
+    formats.dump(many_functions_profile(), d / "many.plop")
     # A real profile: two threads, recursion, import-time frames, many packages.
     subprocess.run([sys.executable, "-m", "plop.collector", "--mode", "real", "--interval", "0.005",
                     "-o", str(d / "busy.plop"), str(ROOT / "examples" / "busy.py")],
@@ -563,3 +571,259 @@ def test_force_simulation(page, server):
     assert page.locator("g.node.pinned").count() == 0
     for n in home["nodes"]:
         assert n["fx"] is None and abs(n["x"] - n["homeX"]) < 3 and abs(n["y"] - n["homeY"]) < 3, n
+
+
+# ---------------------------------------------------------------- the other tabs
+
+def api(server: str, path: str) -> dict:
+    """An /api answer of the server, to check the page's numbers against."""
+    import json
+    import urllib.request
+    with urllib.request.urlopen(server + path, timeout=30) as response:
+        return json.load(response)
+
+
+def pct(part: int, whole: int) -> str:
+    """util.js's fmtPct for shares of at least 1%."""
+    p = 100 * part / whole
+    return ("%.0f%%" if p >= 99.95 else "%.1f%%") % p
+
+
+def flame_boxes(page) -> list[dict]:
+    return page.evaluate("window.plopViewer.tabs.flame.boxes()")
+
+
+def open_flame(page, url: str) -> None:
+    page.goto(url)
+    page.wait_for_function("(q) => document.getElementById('flame-canvas').dataset.query !== undefined", arg=None)
+
+
+def walk(node: dict, path: str = ""):
+    yield path, node
+    for i, child in enumerate(node["children"]):
+        yield from walk(child, "%s.%d" % (path, i) if path else str(i))
+
+
+def test_flame_graph_hover_zoom_search(page, server):
+    flame = api(server, "/api/flame?filename=shop-web-3.plop")
+    open_flame(page, server + "/view?filename=shop-web-3.plop&tab=flame")
+    canvas = page.locator("#flame-canvas")
+    assert int(canvas.get_attribute("data-frames")) == flame["frames"]
+    boxes = flame_boxes(page)
+    width = canvas.bounding_box()["width"]
+    nodes = dict(walk(flame["root"]))
+    root = next(b for b in boxes if b["depth"] == 0)
+    assert root["label"] == "all" and abs(root["width"] - width) < 1
+    # Every frame is as wide as its share of the samples, children heaviest first from the left.
+    for box in boxes:
+        node = nodes[box["path"]] if box["path"] else flame["root"]
+        assert box["value"] == node["value"]
+        assert abs(box["width"] - width * node["value"] / flame["total_samples"]) < 0.01
+    screenshot(page, "flame.png")
+
+    # Hover: name, file:line, samples, share of total and of the parent.
+    path, target = next((p, n) for p, n in walk(flame["root"]) if n["name"] == "Cursor.execute")
+    parent = nodes[path.rsplit(".", 1)[0]]
+    box = next(b for b in flame_boxes(page) if b["path"] == path)
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    tooltip = page.locator("#flame-tooltip")
+    tooltip.wait_for(state="visible")
+    text = tooltip.inner_text()
+    assert "Cursor.execute" in text and "/srv/shop/venv/lib/python3.11/site-packages/psycopg/cursor.py:717" in text
+    assert "{:,}".format(target["value"]) in text
+    assert pct(target["value"], flame["total_samples"]) + " of total" in text
+    assert pct(target["value"], parent["value"]) + " of " + parent["label"] in text
+    screenshot(page, "flame-hover.png")
+
+    # Click: zoom in; the frame fills the width, breadcrumbs lead back, the URL keeps it.
+    started = page.evaluate("performance.now()")
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_function("() => document.getElementById('flame-canvas').dataset.zoom === 'Cursor.execute'")
+    assert page.evaluate("performance.now()") - started < 2000  # a generous bound; the benchmark measures it
+    zoomed = next(b for b in flame_boxes(page) if b["path"] == path)
+    assert abs(zoomed["width"] - width) < 1
+    crumbs = page.locator("#crumbs .crumb").all_inner_texts()
+    assert crumbs[0] == "all" and crumbs[-1] == "Cursor.execute" and len(crumbs) == path.count(".") + 2
+    assert "zoom=" + path.replace(".", "%2E") in page.url or "zoom=" + path in page.url
+    screenshot(page, "flame-zoomed.png")
+    page.reload()
+    page.wait_for_function("() => document.getElementById('flame-canvas').dataset.zoom === 'Cursor.execute'")
+    page.click("#crumbs .crumb >> text=all")
+    page.wait_for_function("() => document.getElementById('flame-canvas').dataset.zoom === 'all'")
+
+    # Search: matches highlighted, their share counted once per sample (nested matches are not added twice).
+    page.fill("#search", "execute")
+    matched = [(p, n) for p, n in walk(flame["root"]) if p and ("execute" in (n["label"] + n["filename"]).lower())]
+    top_level = [n for p, n in matched if not any(p.startswith(q + ".") for q, _ in matched)]
+    share = sum(n["value"] for n in top_level)
+    assert page.inner_text("#flame-match-share") == pct(share, flame["total_samples"])
+    assert page.inner_text("#search-count") == "%d found" % len(matched)
+    assert canvas.get_attribute("data-matched-samples") == str(share)
+    screenshot(page, "flame-search.png")
+
+
+def test_top_table_sort_filter_open(page, server):
+    top = api(server, "/api/top?filename=shop-web-3.plop")
+    page.goto(server + "/view?filename=shop-web-3.plop&tab=top")
+    table = page.locator("#top-table")
+    page.wait_for_function("() => document.getElementById('top-table').dataset.rows")
+    assert int(table.get_attribute("data-rows")) == len(top["functions"])
+    first = page.locator("#top-table tbody tr").first.locator("td").all_inner_texts()
+    heaviest = top["functions"][0]
+    assert first[0] == "{:,}".format(heaviest["self"]) and first[4] == heaviest["label"]
+    assert first[1] == pct(heaviest["self"], top["total_samples"])
+    screenshot(page, "top.png")
+
+    # Sort by total (heaviest first), then reversed; the URL keeps it through a reload.
+    page.click("#top-table button[data-sort=total]")
+    totals = [int(t.replace(",", "")) for t in page.locator("#top-table tbody tr td:nth-child(3)").all_inner_texts()]
+    assert totals == sorted((f["total"] for f in top["functions"]), reverse=True)
+    assert "sort=total" in page.url
+    page.click("#top-table button[data-sort=total]")
+    assert "sort=-total" in page.url
+    page.reload()
+    page.wait_for_function("() => document.getElementById('top-table').dataset.rows")
+    totals = [int(t.replace(",", "")) for t in page.locator("#top-table tbody tr td:nth-child(3)").all_inner_texts()]
+    assert totals == sorted(f["total"] for f in top["functions"])
+    page.click("#top-table button[data-sort=name]")
+    names = page.locator("#top-table tbody tr td:nth-child(5)").all_inner_texts()
+    assert names == sorted(names, key=lambda s: s.lower()) or names[0] <= names[-1]
+
+    # The text box filters rows by function or file.
+    page.fill("#search", "sqlalchemy")
+    expected = [f for f in top["functions"] if "sqlalchemy" in (f["label"] + f["filename"]).lower()]
+    page.wait_for_function("n => document.getElementById('top-table').dataset.rows === String(n)", arg=len(expected))
+    assert "%d of %d functions match" % (len(expected), len(top["functions"])) in page.inner_text("#top-status")
+
+    # A row opens the function.
+    page.click("#top-table tbody tr >> text=Connection.execute")
+    page.wait_for_selector("#function-name")
+    assert page.inner_text("#function-name") == "Connection.execute"
+    assert "tab=function" in page.url and "function=Connection.execute" in page.url
+
+
+def test_function_details_butterfly(page, server):
+    fn = [f for f in api(server, "/api/top?filename=shop-web-3.plop")["functions"] if f["name"] == "Connection.execute"][0]
+    from urllib.parse import quote
+    query = "filename=shop-web-3.plop&function=%s&file=%s&firstlineno=%d" % (
+        quote(fn["name"]), quote(fn["filename"], safe=""), fn["firstlineno"])
+    details = api(server, "/api/function?" + query)
+    page.goto(server + "/view?tab=function&" + query)
+    page.wait_for_selector("#function-name")
+    callers = page.locator(".butterfly-side.callers tbody tr")
+    callees = page.locator(".butterfly-side.callees tbody tr")
+    assert callers.count() == len(details["callers"]) and callees.count() == len(details["callees"])
+    for row, expected in zip(callees.all(), details["callees"]):
+        cells = row.locator("td").all_inner_texts()
+        assert cells[0] == expected["label"] and cells[1] == "{:,}".format(expected["calls"])
+    lines = page.locator(".lines tbody tr").all()
+    assert len(lines) == len([line for line in details["lines"] if line["line"]])
+    assert "Source not shown" in page.inner_text(".lines")
+    screenshot(page, "function.png")
+    # A callee opens its own details; Back returns.
+    name = details["callees"][0]["label"]
+    callees.first.click()
+    page.wait_for_function("n => document.getElementById('function-name').textContent === n", arg=name)
+    page.go_back()
+    page.wait_for_function("() => document.getElementById('function-name').textContent === 'Connection.execute'")
+
+
+def test_filters_apply_to_every_tab_and_survive_reload(page, server):
+    page.goto(server + "/view?filename=shop-web-3.plop&tab=top")
+    page.wait_for_function("() => document.getElementById('top-table').dataset.rows")
+    page.click("#filters-toggle")
+    page.fill("#focus", "Cursor\\.execute")
+    page.fill("#hide", "^wait$")
+    page.press("#hide", "Enter")
+    page.wait_for_function("() => (document.getElementById('top-table').dataset.query || '').includes('hide=')")
+    focused = api(server, "/api/top?filename=shop-web-3.plop&focus=Cursor%5C.execute&hide=%5Ewait%24")
+    assert int(page.get_attribute("#top-table", "data-rows")) == len(focused["functions"])
+    assert "{:,}".format(focused["total_samples"]) in page.inner_text("#top-status")
+    assert "wait" not in page.locator("#top-table tbody td:nth-child(5)").all_inner_texts()
+    assert page.inner_text("#filters-toggle") == "Filters (2)"
+    page.reload()
+    assert page.input_value("#focus") == "Cursor\\.execute" and page.input_value("#hide") == "^wait$"
+    page.wait_for_function("() => document.getElementById('top-table').dataset.rows")
+    assert int(page.get_attribute("#top-table", "data-rows")) == len(focused["functions"])
+    # The other tabs draw the same samples.
+    page.click("[data-tab-link=flame]")
+    page.wait_for_function("() => (document.getElementById('flame-canvas').dataset.query || '').includes('focus=')")
+    assert flame_boxes(page)[0]["value"] == focused["total_samples"]
+    page.click("[data-tab-link=graph]")
+    data = drawn_data(page)
+    assert data["total_samples"] == focused["total_samples"] and data["filters"] == {"focus": "Cursor\\.execute", "hide": "^wait$"}
+    screenshot(page, "graph-filtered.png")
+    # A bad expression: the server's message, in the page.
+    page.fill("#focus", "Cursor(")
+    page.press("#focus", "Enter")
+    page.locator("#message.error").wait_for(state="visible")
+    assert "missing ), unterminated subpattern" in page.inner_text("#message")
+    page.click("[data-tab-link=flame]")
+    page.locator("#flame-message.error").wait_for(state="visible")
+    assert "bad focus regular expression" in page.inner_text("#flame-message")
+
+
+def test_hostile_names_are_text_in_every_tab(page, server):
+    page.goto(server + "/view?filename=hostile.plop&tab=top")
+    page.wait_for_function("() => document.getElementById('top-table').dataset.rows")
+    assert HOSTILE in page.locator("#top-table tbody td:nth-child(5)").all_inner_texts()
+    page.click("[data-tab-link=flame]")
+    page.wait_for_function("() => document.getElementById('flame-canvas').dataset.query !== undefined")
+    box = next(b for b in flame_boxes(page) if b["label"] == HOSTILE)
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.locator("#flame-tooltip").wait_for(state="visible")
+    assert HOSTILE in page.inner_text("#flame-tooltip")
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    assert HOSTILE in page.locator("#crumbs").all_inner_texts()[0]
+    page.click("#crumbs .open-function")
+    page.wait_for_selector("#function-name")
+    assert page.inner_text("#function-name") == HOSTILE
+    page.fill("#search", HOSTILE)
+    page.click("[data-tab-link=graph]")
+    drawn_data(page)
+    assert page.eval_on_selector_all("img", "els => els.length") == 0
+    assert page.eval_on_selector_all("[onerror]", "els => els.length") == 0
+
+
+def test_module_frames_named_by_module_in_a_real_profile(page, server):
+    top = api(server, "/api/top?filename=busy.plop")
+    modules = [f["label"] for f in top["functions"] if f["name"] == "<module>"]
+    assert modules and all(label.startswith("<module> ") and len(label) > len("<module> ") for label in modules)
+    page.goto(server + "/view?filename=busy.plop&tab=top")
+    page.wait_for_function("() => document.getElementById('top-table').dataset.rows")
+    shown = page.locator("#top-table tbody td:nth-child(5)").all_inner_texts()
+    assert set(modules) <= set(shown) and "<module>" not in shown
+    page.click("[data-tab-link=flame]")
+    page.wait_for_function("() => document.getElementById('flame-canvas').dataset.query !== undefined")
+    labels = {b["label"] for b in flame_boxes(page)}
+    assert "<module>" not in labels and any(label.startswith("<module> ") for label in labels)
+    screenshot(page, "flame-busy.png")
+
+
+def test_top_table_lists_the_heaviest_first_then_all(page, server):
+    top = api(server, "/api/top?filename=many.plop")
+    assert len(top["functions"]) == 1201
+    page.goto(server + "/view?filename=many.plop&tab=top")
+    page.wait_for_function("() => document.getElementById('top-table').dataset.rows")
+    assert page.get_attribute("#top-table", "data-shown") == "1000"
+    assert page.locator("#top-table tbody tr:not(.more)").count() == 1000
+    assert "201 lighter functions not listed" in page.inner_text("#top-table tr.more")
+    page.click("#top-table .show-all")
+    page.wait_for_function("() => document.getElementById('top-table').dataset.shown === '1201'")
+    assert page.locator("#top-table tbody tr").count() == 1201
+    # Filtering sees every function, not only the rows listed.
+    page.fill("#search", "f_1199")
+    page.wait_for_function("() => document.getElementById('top-table').dataset.rows === '1'")
+
+
+def test_graph_details_open_the_function_tab(page, server):
+    data = open_graph(page, server + "/view?filename=shop-web-3.plop")
+    node(page, data, "Cursor.execute").click(force=True)
+    page.locator("#details").wait_for(state="visible")
+    page.click("#details .open-function")
+    page.wait_for_selector("#function-name")
+    assert page.inner_text("#function-name") == "Cursor.execute"
+    assert not page.locator("#app").is_visible() and page.locator("#function").is_visible()
+    assert "tab=function" in page.url
+    page.go_back()
+    page.wait_for_function("() => !document.getElementById('app').hidden")

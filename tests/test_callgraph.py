@@ -12,7 +12,7 @@ import pytest
 
 import plop.callgraph
 from plop import formats
-from plop.callgraph import CallGraph, app_root, group_of, select
+from plop.callgraph import CallGraph, app_root, group_of, label_of, select
 from plop.profile import Frame, Profile
 from tests.conftest import FIXTURES, ROOT, pure_and_compiled
 
@@ -81,7 +81,7 @@ def test_node_fields():
     data = graph_of({(A, B): 1})
     node = by_name(data)["b"]
     assert node == {
-        "id": node["id"], "funcname": "b", "filename": "app/b.py", "lineno": 20,
+        "id": node["id"], "funcname": "b", "label": "b", "filename": "app/b.py", "firstlineno": 20, "lineno": 20,
         "self": 1, "total": 1, "group": "app", "lines": [{"lineno": 21, "self": 1, "total": 1}],
     }
 
@@ -304,7 +304,7 @@ def reference_data(profile: Profile, max_nodes: int | None = None) -> dict:
     """``/data`` computed the obvious way, one sample at a time, with a set per sample.
 
     Follows docs/viewer.md and shares nothing with plop.callgraph but
-    `group_of` and `app_root`.
+    `group_of`, `label_of` and `app_root`.
     """
     ids: dict[tuple, int] = {}  # function -> node id, in first-seen order
     self_counts: dict[int, int] = defaultdict(int)
@@ -369,7 +369,9 @@ def reference_data(profile: Profile, max_nodes: int | None = None) -> dict:
         nodes.append({
             "id": i,
             "funcname": funcname,
+            "label": label_of(funcname, filename, root),
             "filename": filename,
+            "firstlineno": firstlineno,
             "lineno": firstlineno or min([line for line in lines if line] or [0]),
             "self": self_counts[i],
             "total": totals[i],

@@ -507,3 +507,288 @@ def test_cli_serves_and_prints_url(datadir):
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+# ---------------------------------------------------------------- filters and analysis routes
+# native_profile(): main>handle>query 30, main>handle 10, main>evil 5, work 15 (thread worker-1): 60 samples.
+
+async def get_json(http_client, base_url: str, path: str) -> dict:
+    response = await get(http_client, base_url, path)
+    assert response.code == 200, response.body
+    return json.loads(response.body)
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("query, total", [
+    ("", 60), ("&focus=handle", 40), ("&ignore=query", 30), ("&hide=handle", 60), ("&focus=%5Ehandle%24", 40),
+    ("&focus=handlers.py:handle", 40), ("&focus=main&ignore=worker.py:", 45), ("&hide=.", 0),
+    ("&focus=handle&view=cpu", 20), ("&ignore=query&thread=MainThread", 15),
+])
+async def test_every_route_applies_the_filters(http_client, base_url, query, total):
+    for route in ("/data", "/api/top", "/api/flame"):
+        body = await get_json(http_client, base_url, route + "?filename=web.plop" + query)
+        assert body["total_samples"] == total, (route, query)
+        if route == "/api/top":
+            assert sum(f["self"] for f in body["functions"]) == total
+        if route == "/api/flame":
+            assert body["root"]["value"] == total
+    assert ("focus" in body["filters"]) == ("focus=" in query)
+
+
+@pytest.mark.gen_test
+async def test_hide_moves_time_to_the_caller(http_client, base_url):
+    body = await get_json(http_client, base_url, "/data?filename=web.plop&hide=handle")
+    nodes = {n["funcname"]: n for n in body["nodes"]}
+    assert "handle" not in nodes and nodes["main"]["self"] == 10
+    assert {(e["source"], e["target"]) for e in body["edges"]} >= {(nodes["main"]["id"], nodes["query"]["id"])}
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("route", ["/data", "/api/top", "/api/flame", "/view",
+                                   "/api/function?function=main&file=%2Fsrv%2Fapp%2Fserver.py&firstlineno=10&x=1"])
+@pytest.mark.parametrize("name", ["focus", "ignore", "hide"])
+async def test_bad_regex_is_400_with_its_message(http_client, base_url, route, name):
+    sep = "&" if "?" in route else "?"
+    response = await get(http_client, base_url, route + sep + "filename=web.plop&%s=%s" % (name, quote("(a")))
+    assert response.code == 400
+    message = error_message(response) if route != "/view" else response.body.decode()
+    assert "missing ), unterminated subpattern at position 0" in message and name in message
+
+
+@pytest.mark.gen_test
+async def test_api_top(http_client, base_url):
+    body = await get_json(http_client, base_url, "/api/top?filename=web.plop")
+    rows = [(f["name"], f["self"], f["total"]) for f in body["functions"]]
+    assert rows == [("query", 30, 30), ("work", 15, 15), ("handle", 10, 40), (HOSTILE, 5, 5), ("main", 0, 45)]
+    first = body["functions"][0]
+    assert set(first) == {"name", "label", "filename", "firstlineno", "line", "self", "total"}
+    assert (first["filename"], first["firstlineno"]) == (QUERY.filename, 30)
+    assert body["filename"] == "web.plop" and body["views"] == ["wall", "cpu"]
+
+
+@pytest.mark.gen_test
+async def test_api_flame(http_client, base_url):
+    body = await get_json(http_client, base_url, "/api/flame?filename=web.plop&fraction=0")
+    root = body["root"]
+    assert (root["name"], root["value"], root["self"]) == ("all", 60, 0)
+    assert [(c["name"], c["value"]) for c in root["children"]] == [("main", 45), ("work", 15)]
+    main = root["children"][0]
+    assert [(c["name"], c["value"], c["self"]) for c in main["children"]] == [("handle", 40, 10), (HOSTILE, 5, 5)]
+    assert main["children"][0]["children"][0]["value"] == 30
+    assert body["pruned_frames"] == 0 and body["fraction"] == 0
+    pruned = await get_json(http_client, base_url, "/api/flame?filename=web.plop&fraction=0.1")
+    assert [c["name"] for c in pruned["root"]["children"][0]["children"]] == ["handle"]
+    assert pruned["pruned_frames"] == 1 and pruned["pruned_samples"] == 5 and pruned["min_value"] == 6
+    default = await get_json(http_client, base_url, "/api/flame?filename=web.plop")
+    assert default["fraction"] == 0.0002
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("value", ["1", "-0.1", "x", "nan"])
+async def test_api_flame_bad_fraction(http_client, base_url, value):
+    response = await get(http_client, base_url, "/api/flame?filename=web.plop&fraction=" + value)
+    assert response.code == 400 and "fraction" in error_message(response)
+
+
+def function_url(frame: Frame, extra: str = "") -> str:
+    return "/api/function?filename=web.plop&function=%s&file=%s&firstlineno=%d%s" % (
+        quote(frame.funcname, safe=""), quote(frame.filename, safe=""), frame.firstlineno, extra)
+
+
+@pytest.mark.gen_test
+async def test_api_function(http_client, base_url):
+    body = await get_json(http_client, base_url, function_url(HANDLE))
+    assert body["function"]["self"] == 10 and body["function"]["total"] == 40 and body["total_samples"] == 60
+    assert [(c["name"], c["calls"]) for c in body["callers"]] == [("main", 40)]
+    assert [(c["name"], c["calls"]) for c in body["callees"]] == [("query", 30)]
+    assert body["lines"] == [{"line": 25, "self": 10, "total": 40}]
+    assert body["recursive"] == 0
+    assert body["source"]["shown"] is False and "--source" in body["source"]["reason"]
+    focused = await get_json(http_client, base_url, function_url(HANDLE, "&ignore=query"))
+    assert focused["function"]["total"] == 10 and focused["callees"] == [] and focused["total_samples"] == 30
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("query, code", [
+    ("&function=nope&file=x.py&firstlineno=1", 404),
+    ("&function=handle&file=%2Fsrv%2Fapp%2Fhandlers.py&firstlineno=21", 404),
+    ("&function=handle&file=%2Fsrv%2Fapp%2Fhandlers.py&firstlineno=x", 400),
+    ("&file=%2Fsrv%2Fapp%2Fhandlers.py&firstlineno=20", 400),
+])
+async def test_api_function_errors(http_client, base_url, query, code):
+    response = await get(http_client, base_url, "/api/function?filename=web.plop" + query)
+    assert response.code == code
+    assert error_message(response)
+    # A function filtered out of the samples is not found either.
+    response = await get(http_client, base_url, function_url(HANDLE, "&ignore=handle"))
+    assert response.code == 404 and "handle" in error_message(response)
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("route", ["/api/top", "/api/flame", "/api/function?function=a&file=b&x=1"])
+async def test_analysis_routes_refuse_what_data_refuses(http_client, base_url, route):
+    sep = "&" if "?" in route else "?"
+    assert (await get(http_client, base_url, route + sep + "filename=nope.plop")).code == 404
+    assert (await get(http_client, base_url, route + sep + "filename=..%2Fprofiles%2Fweb.plop")).code == 404
+    assert (await get(http_client, base_url, route + sep + "filename=broken.plop")).code == 422
+    assert (await get(http_client, base_url, route + sep + "filename=small.plop&view=cpu")).code == 400
+    assert (await get(http_client, base_url, route + sep + "filename=web.plop&thread=nope")).code == 400
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("tab", ["graph", "flame", "top", "function"])
+async def test_view_page_tabs(http_client, base_url, tab):
+    response = await get(http_client, base_url, "/view?filename=web.plop&tab=%s&focus=%s" % (tab, quote(HOSTILE)))
+    assert response.code == 200
+    html = response.body.decode()
+    assert 'data-tab="%s"' % tab in html and "<img" not in html
+    assert 'value="&lt;img src=x onerror=alert(1)&gt;"' in html  # the filter box keeps the filter, escaped
+    assert (await get(http_client, base_url, "/view?filename=web.plop&tab=nope")).code == 400
+
+
+def source_tree(tmp_path: Path) -> tuple[Path, Path]:
+    """A --source directory with one module, a symlink out of it, and a secret file beside it."""
+    src = tmp_path / "src"
+    (src / "pkg").mkdir(parents=True)
+    (src / "pkg" / "mod.py").write_text("".join("line %d\n" % i for i in range(1, 31)))
+    secret = tmp_path / "secret.py"
+    secret.write_text("SECRET = 1\n" * 30)
+    (src / "link.py").symlink_to(secret)
+    return src, secret
+
+
+@pytest.mark.parametrize("filename, shown", [
+    ("{src}/pkg/mod.py", True), ("pkg/mod.py", True), ("{src}/pkg/../pkg/mod.py", True),
+    ("{secret}", False), ("{src}/link.py", False), ("{src}/../secret.py", False), ("../secret.py", False),
+    ("/etc/passwd", False), ("{src}", False), ("<string>", False), ("{src}/pkg/missing.py", False),
+])
+def test_source_only_under_source_directories(tmp_path, filename, shown):
+    from plop.viewer.source import SourceDirectories
+    src, secret = source_tree(tmp_path)
+    name = filename.format(src=src, secret=secret)
+    excerpt = SourceDirectories([str(src)]).excerpt(name, 5, 7)
+    assert excerpt["shown"] is shown, excerpt
+    if shown:
+        assert excerpt["first_line"] == 5 and excerpt["lines"] == ["line %d" % i for i in range(5, 11)]
+    else:
+        assert "SECRET" not in json.dumps(excerpt) and excerpt["reason"]
+
+
+def test_source_shown_through_the_route(tmp_path):
+    src, secret = source_tree(tmp_path)
+    data = tmp_path / "profiles"
+    data.mkdir()
+    mine, theirs = Frame(str(src / "pkg" / "mod.py"), "f", 3, 5), Frame(str(secret), "g", 1, 2)
+    formats.dump(Profile({("", (mine, theirs)): 4}), data / "p.plop")
+
+    async def fetch(http_client, base_url, frame):
+        url = "/api/function?filename=p.plop&function=%s&file=%s&firstlineno=%d" % (
+            frame.funcname, quote(frame.filename, safe=""), frame.firstlineno)
+        return await get_json(http_client, base_url, url)
+
+    import tornado.testing
+
+    class Case(tornado.testing.AsyncHTTPTestCase):
+        def get_app(self):
+            return make_app(str(data), sources=[str(src)])
+
+        @tornado.testing.gen_test
+        async def runTest(self):
+            body = await fetch(self.http_client, self.get_url(""), mine)
+            assert body["source"]["shown"] and body["source"]["lines"][0] == "line 3"
+            body = await fetch(self.http_client, self.get_url(""), theirs)
+            assert not body["source"]["shown"]
+
+    result = Case().run()
+    assert result.wasSuccessful(), result.errors + result.failures
+
+
+# ---------------------------------------------------------------- python -m plop.viewer FILE...
+
+@pytest.mark.parametrize("make", ["missing", "directory", "unreadable", "not a profile"])
+def test_cli_bad_file_is_one_line_error_exit_2(tmp_path, make):
+    good = tmp_path / "good.plop"
+    formats.dump(native_profile(), good)
+    target = tmp_path / "bad.plop"
+    if make == "directory":
+        target.mkdir()
+    elif make == "unreadable":
+        target.write_bytes(formats.dumps(native_profile()))
+        target.chmod(0)
+        if os.access(target, os.R_OK):
+            pytest.skip("running as root: every file is readable")
+    elif make == "not a profile":
+        target = tmp_path / "notes.txt"
+        target.write_text("hello\n")
+    result = run_viewer(str(good), str(target), "--port=0", "--no-browser")
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and str(target) in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_named_files_serves_only_them(tmp_path):
+    from plop.viewer.listing import NamedFiles
+    one, two = tmp_path / "a", tmp_path / "b"
+    one.mkdir()
+    two.mkdir()
+    formats.dump(native_profile(), one / "p.plop")
+    formats.dump(Profile({("", (MAIN,)): 2}), two / "p.plop")
+    formats.dump(Profile({("", (MAIN,)): 9}), one / "other.plop")
+    files = NamedFiles([str(one / "p.plop"), str(two / "p.plop"), str(one / "p.plop")])
+    try:
+        assert files.names == ["p.plop", "p.plop (2)"]
+        assert sorted(e.name for e in files.scan()) == ["p.plop", "p.plop (2)"]
+        assert files.lookup("other.plop") is None and files.lookup("../a/other.plop") is None
+        entry = files.lookup("p.plop (2)")
+        assert files.load(entry).total_samples == 2
+        assert files.load(files.lookup("p.plop")).total_samples == 60
+    finally:
+        files.close()
+
+
+def test_cli_serves_named_files_without_a_browser(datadir, tmp_path):
+    env = dict(os.environ, DISPLAY="", WAYLAND_DISPLAY="", BROWSER="")
+    process = subprocess.Popen([sys.executable, "-m", "plop.viewer", str(datadir / "web.plop"),
+                                str(datadir / "small.plop"), "--port=0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    try:
+        line = process.stdout.readline()
+        assert "serving 2 profiles at http://127.0.0.1:" in line
+        url = line.split()[-1]
+        assert url.endswith("/view?filename=web.plop")
+        import urllib.error
+        import urllib.request
+        base = url[: url.index("/view")]
+        with urllib.request.urlopen(base + "/api/profiles", timeout=10) as response:
+            assert sorted(p["name"] for p in json.load(response)["profiles"]) == ["small.plop", "web.plop"]
+        with urllib.request.urlopen(base + "/api/top?filename=small.plop", timeout=10) as response:
+            assert json.load(response)["total_samples"] == 3
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(base + "/data?filename=notes.txt", timeout=10)
+        assert info.value.code == 404
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(base + "/data?filename=tmpl_work.legacy-plop-0.4.0.plop", timeout=10)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_browser_is_opened_only_where_one_can_be(monkeypatch):
+    from plop.viewer import __main__ as cli
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(cli.sys, "platform", "linux")
+    assert not cli.can_open_browser()
+    monkeypatch.setenv("DISPLAY", ":0")
+    assert cli.can_open_browser()
+    opened = []
+
+    def fail(url):
+        opened.append(url)
+        raise cli.webbrowser.Error("no runnable browser")
+
+    monkeypatch.setattr(cli.webbrowser, "open", fail)
+    cli.open_browser("http://127.0.0.1:1/")  # must not raise, in this thread or its own
+    for thread in [t for t in __import__("threading").enumerate() if t.name == "plop-open-browser"]:
+        thread.join(5)
+    assert opened == ["http://127.0.0.1:1/"]

@@ -4,8 +4,13 @@ Routes (documented with their JSON shapes in docs/viewer.md):
 
 * ``/``: the index of the data directory's profiles (HTML, works without JavaScript);
 * ``/api/profiles``: the same index as JSON;
-* ``/view?filename=NAME``: the call-graph page of one profile;
-* ``/data?filename=NAME``: its call graph as JSON.
+* ``/view?filename=NAME``: the page of one profile (graph, flame graph, top table, function details);
+* ``/data?filename=NAME``: its call graph as JSON;
+* ``/api/flame``, ``/api/top``, ``/api/function``: its call tree, its functions, one function's
+  callers, callees and lines.
+
+Every route of one profile takes the same parameters (``view``, ``thread``,
+and the ``focus``, ``ignore`` and ``hide`` filters of :mod:`plop.analysis`).
 
 File-system and CPU-heavy work (listing, loading, graph building) runs in a
 thread pool so one large profile does not stall other requests.
@@ -25,9 +30,11 @@ import tornado.web
 from tornado.ioloop import IOLoop
 
 from plop import formats
+from plop.analysis import FLAME_FRACTION, FilterError, Filters, apply_filters, flame_tree
 from plop.callgraph import VIEWS, CallGraph, select
 from plop.profile import Profile
 from plop.viewer.listing import DataDirectory, Entry, LRUCache, reason
+from plop.viewer.source import SourceDirectories
 from plop.viewer.templating import make_environment
 
 _T = TypeVar("_T")
@@ -35,6 +42,8 @@ _T = TypeVar("_T")
 STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
 #: Nodes the graph page asks for when the URL does not say.
 DEFAULT_MAX_NODES = 100
+#: The tabs of ``/view`` (its ``tab`` parameter).
+TABS = ("graph", "flame", "top", "function")
 
 # Pages load only their own scripts and styles, and nothing can frame them.
 _CSP = (
@@ -44,14 +53,21 @@ _CSP = (
 
 
 class Viewer:
-    """What the handlers share: the data directory, templates and graph caches."""
+    """What the handlers share: the profiles, templates, source directories and caches.
 
-    def __init__(self, datadir: str) -> None:
-        self.datadir = DataDirectory(datadir)
+    ``files`` is a data directory, or a :class:`plop.viewer.listing.DataDirectory`-like
+    object (the files named on the command line); ``sources`` are the
+    directories whose files the function view may show (``--source``).
+    """
+
+    def __init__(self, files: str | Any, sources: list[str] | tuple[str, ...] = ()) -> None:
+        self.datadir = DataDirectory(files) if isinstance(files, str) else files
+        self.sources = SourceDirectories(sources)
         self.templates = make_environment()
+        self._profiles = LRUCache(4)
         self._graphs = LRUCache(4)
         self._threads = LRUCache(16)
-        self._data = LRUCache(32)
+        self._bodies = LRUCache(64)
         self._lock = threading.Lock()
         self._building: dict[Any, concurrent.futures.Future] = {}
 
@@ -66,24 +82,88 @@ class Viewer:
             self._threads.put(entry.key, threads)
         return threads
 
-    def graph(self, entry: Entry, profile: Profile, view: str, thread: str | None) -> CallGraph:
-        """The complete call graph of one view of a profile (cached per file version)."""
-        key = (entry.key, view, thread)
+    def selected(self, entry: Entry, profile: Profile, view: str, thread: str | None, filters: Filters) -> Profile:
+        """The view, thread and filters of a profile (cached per file version and parameters)."""
+        key = (entry.key, view, thread, filters)
+        selected = self._profiles.get(key)
+        if selected is None:
+            selected = apply_filters(select(profile, view, thread), filters)
+            self._profiles.put(key, selected)
+        return selected
+
+    def graph(self, entry: Entry, profile: Profile, view: str, thread: str | None,
+              filters: Filters = Filters()) -> CallGraph:
+        """The complete call graph of one view of a profile (cached per file version and parameters)."""
+        key = (entry.key, view, thread, filters)
         graph = self._graphs.get(key)
         if graph is None:
-            graph = CallGraph.from_profile(select(profile, view, thread))
+            graph = CallGraph.from_profile(self.selected(entry, profile, view, thread, filters))
             self._graphs.put(key, graph)
         return graph
 
-    def data(self, entry: Entry, profile: Profile, view: str, thread: str | None, max_nodes: int | None) -> bytes:
-        """The ``/data`` response body (JSON), cached per file version and parameters.
+    def data(self, entry: Entry, profile: Profile, view: str, thread: str | None, max_nodes: int | None,
+             filters: Filters = Filters()) -> bytes:
+        """The ``/data`` response body (JSON), cached per file version and parameters."""
+        def build() -> dict[str, Any]:
+            data = self.graph(entry, profile, view, thread, filters).data(max_nodes)
+            data.update(self._context(entry, profile, view, thread, filters), max_nodes=max_nodes)
+            return data
+        return self._body(("data", entry.key, view, thread, filters, max_nodes), build)
+
+    def flame(self, entry: Entry, profile: Profile, view: str, thread: str | None, filters: Filters,
+              fraction: float) -> bytes:
+        """The ``/api/flame`` response body: the pruned call tree (see `plop.analysis.flame_tree`)."""
+        def build() -> dict[str, Any]:
+            tree = flame_tree(self.selected(entry, profile, view, thread, filters), fraction)
+            tree.update(self._context(entry, profile, view, thread, filters))
+            return tree
+        return self._body(("flame", entry.key, view, thread, filters, fraction), build)
+
+    def top(self, entry: Entry, profile: Profile, view: str, thread: str | None, filters: Filters) -> bytes:
+        """The ``/api/top`` response body: every function, heaviest self first."""
+        def build() -> dict[str, Any]:
+            graph = self.graph(entry, profile, view, thread, filters)
+            answer: dict[str, Any] = {"total_samples": graph.total_samples,
+                                      "samples_without_frames": graph.empty_samples}
+            answer.update(self._context(entry, profile, view, thread, filters), functions=graph.table())
+            return answer
+        return self._body(("top", entry.key, view, thread, filters), build)
+
+    def function(self, entry: Entry, profile: Profile, view: str, thread: str | None, filters: Filters,
+                 function: tuple[str, str, int]) -> dict[str, Any] | None:
+        """The ``/api/function`` answer for one function, or ``None`` when no sample kept has it."""
+        graph = self.graph(entry, profile, view, thread, filters)
+        i = graph.find(*function)
+        if i is None:
+            return None
+        answer: dict[str, Any] = {"total_samples": graph.total_samples}
+        answer.update(self._context(entry, profile, view, thread, filters), **graph.details(i))
+        lines = [line["line"] for line in answer["lines"] if line["line"]]
+        answer["source"] = self.sources.excerpt(function[0], function[2] or min(lines, default=1),
+                                                max(lines, default=function[2] or 1))
+        return answer
+
+    def _context(self, entry: Entry, profile: Profile, view: str, thread: str | None,
+                 filters: Filters) -> dict[str, Any]:
+        """What every answer about one profile says about the selection it was made from."""
+        return {
+            "filename": entry.name,
+            "format": entry.format,
+            "view": view,
+            "views": list(VIEWS) if profile.has_cpu else ["wall"],
+            "thread": thread,
+            "threads": self.threads(entry, profile),
+            "filters": filters.as_dict(),
+        }
+
+    def _body(self, key: Any, build: Callable[[], dict[str, Any]]) -> bytes:
+        """A JSON body from its cache, or built once by ``build()``.
 
         A request for a body that another thread is building waits for it
         instead of building it again (``/view`` starts building its page's
-        ``/data`` while the browser is still loading the page).
+        first answer while the browser is still loading the page).
         """
-        key = (entry.key, view, thread, max_nodes)
-        body = self._data.get(key)
+        body = self._bodies.get(key)
         if body is not None:
             return body
         with self._lock:
@@ -93,18 +173,8 @@ class Viewer:
         if building is not None:
             return building.result()
         try:
-            data = self.graph(entry, profile, view, thread).data(max_nodes)
-            data.update(
-                filename=entry.name,
-                format=entry.format,
-                view=view,
-                views=list(VIEWS) if profile.has_cpu else ["wall"],
-                thread=thread,
-                threads=self.threads(entry, profile),
-                max_nodes=max_nodes,
-            )
-            body = json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
-            self._data.put(key, body)
+            body = json.dumps(build(), separators=(",", ":"), allow_nan=False).encode()
+            self._bodies.put(key, body)
             future.set_result(body)
             return body
         except BaseException as error:
@@ -249,6 +319,31 @@ class BaseHandler(tornado.web.RequestHandler):
         return int(value)
 
 
+    def get_filters(self) -> Filters:
+        """The ``focus``, ``ignore`` and ``hide`` parameters (400 with ``re``'s message for a bad one)."""
+        filters = Filters(*(self.get_argument(name, "") or "" for name in ("focus", "ignore", "hide")))
+        try:
+            filters.compiled()
+        except FilterError as e:
+            raise tornado.web.HTTPError(400, "%s", str(e)) from None
+        return filters
+
+    async def get_selection_of(self) -> tuple[Entry, Profile, str, str | None, Filters]:
+        """The profile and every selection parameter of a request about one profile, checked."""
+        entry, profile = await self.get_profile()
+        view, thread = self.get_selection(profile)
+        filters = self.get_filters()
+        threads = await self.run(self.viewer.threads, entry, profile)
+        if thread is not None and thread not in {t["name"] for t in threads}:
+            raise tornado.web.HTTPError(400, "this profile has no thread named %r", thread)
+        return entry, profile, view, thread, filters
+
+    def finish_body(self, body: bytes) -> None:
+        """Finish the request with an already encoded JSON body."""
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(body)
+
+
 class IndexHandler(BaseHandler):
     """``/``: the profiles of the data directory, newest first."""
 
@@ -281,18 +376,25 @@ class ProfilesHandler(BaseHandler):
 
 
 class ViewHandler(BaseHandler):
-    """``/view?filename=NAME``: the call-graph page (the original plop's URL)."""
+    """``/view?filename=NAME``: the page of one profile, its tabs chosen by ``tab``."""
 
     async def get(self) -> None:
-        entry, profile = await self.get_profile()
-        view, thread = self.get_selection(profile)
+        entry, profile, view, thread, filters = await self.get_selection_of()
         threads = await self.run(self.viewer.threads, entry, profile)
-        if thread is not None and thread not in {t["name"] for t in threads}:
-            raise tornado.web.HTTPError(400, "this profile has no thread named %r", thread)
         max_nodes = self.get_max_nodes() if "max_nodes" in self.request.arguments else DEFAULT_MAX_NODES
-        # Start on the page's /data now; its request will wait for this instead of starting over
+        tab = self.get_argument("tab", "graph") or "graph"
+        if tab not in TABS:
+            raise tornado.web.HTTPError(400, "unknown tab %r: use one of %s", tab, ", ".join(TABS))
+        # Start on the page's first answer now; its request will wait for this instead of starting over
         # (and report any error: here it is only retrieved, so that it is not logged twice).
-        prefetch = IOLoop.current().run_in_executor(None, self.viewer.data, entry, profile, view, thread, max_nodes)
+        if tab == "graph":
+            prefetch = IOLoop.current().run_in_executor(
+                None, self.viewer.data, entry, profile, view, thread, max_nodes, filters)
+        elif tab == "flame":
+            prefetch = IOLoop.current().run_in_executor(
+                None, self.viewer.flame, entry, profile, view, thread, filters, FLAME_FRACTION)
+        else:
+            prefetch = IOLoop.current().run_in_executor(None, self.viewer.top, entry, profile, view, thread, filters)
         prefetch.add_done_callback(lambda done: done.exception())
         self.render_page(
             "view.html",
@@ -306,6 +408,9 @@ class ViewHandler(BaseHandler):
             max_nodes=max_nodes,
             node_choices=(25, 50, 100, 200, 400),
             data_url=data_url(entry.name),
+            filters=filters,
+            tab=tab,
+            tabs=TABS,
         )
 
 
@@ -315,15 +420,56 @@ class DataHandler(BaseHandler):
     json_errors = True
 
     async def get(self) -> None:
-        entry, profile = await self.get_profile()
-        view, thread = self.get_selection(profile)
+        entry, profile, view, thread, filters = await self.get_selection_of()
         max_nodes = self.get_max_nodes()
-        threads = await self.run(self.viewer.threads, entry, profile)
-        if thread is not None and thread not in {t["name"] for t in threads}:
-            raise tornado.web.HTTPError(400, "this profile has no thread named %r", thread)
-        body = await self.run(self.viewer.data, entry, profile, view, thread, max_nodes)
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(body)
+        self.finish_body(await self.run(self.viewer.data, entry, profile, view, thread, max_nodes, filters))
+
+
+class FlameHandler(BaseHandler):
+    """``/api/flame?filename=NAME``: the call tree for the flame graph, pruned to ``fraction``."""
+
+    json_errors = True
+
+    async def get(self) -> None:
+        entry, profile, view, thread, filters = await self.get_selection_of()
+        value = self.get_argument("fraction", "") or str(FLAME_FRACTION)
+        try:
+            fraction = float(value)
+        except ValueError:
+            fraction = -1.0
+        if not 0 <= fraction < 1:
+            raise tornado.web.HTTPError(400, "fraction must be a number from 0 to less than 1, not %r", value)
+        self.finish_body(await self.run(self.viewer.flame, entry, profile, view, thread, filters, fraction))
+
+
+class TopHandler(BaseHandler):
+    """``/api/top?filename=NAME``: every function with its self and total samples."""
+
+    json_errors = True
+
+    async def get(self) -> None:
+        entry, profile, view, thread, filters = await self.get_selection_of()
+        self.finish_body(await self.run(self.viewer.top, entry, profile, view, thread, filters))
+
+
+class FunctionHandler(BaseHandler):
+    """``/api/function?filename=NAME&function=F&file=PATH&firstlineno=N``: one function's details."""
+
+    json_errors = True
+
+    async def get(self) -> None:
+        entry, profile, view, thread, filters = await self.get_selection_of()
+        name = self.get_argument("function")
+        file = self.get_argument("file")
+        first = self.get_argument("firstlineno", "0") or "0"
+        if not first.isdigit():
+            raise tornado.web.HTTPError(400, "firstlineno must be a line number, not %r", first)
+        function = (file, name, int(first))
+        answer = await self.run(self.viewer.function, entry, profile, view, thread, filters, function)
+        if answer is None:
+            raise tornado.web.HTTPError(
+                404, "no function %r of %s (first line %s) in the samples shown", name, file, first)
+        self.finish_json(answer)
 
 
 class NotFoundHandler(BaseHandler):
@@ -333,11 +479,13 @@ class NotFoundHandler(BaseHandler):
         raise tornado.web.HTTPError(404, "there is no page at %s", self.request.path)
 
 
-def make_app(datadir: str, debug: bool = False) -> tornado.web.Application:
+def make_app(datadir: str | Any, debug: bool = False, sources: list[str] | tuple[str, ...] = ()) -> tornado.web.Application:
     """The viewer application serving the profiles in ``datadir``.
 
-    ``debug`` turns on Tornado's debug mode: autoreload, and tracebacks in
-    error pages.
+    ``datadir`` is a directory, or a set of named files
+    (:class:`plop.viewer.listing.NamedFiles`). ``sources`` are the
+    directories whose files the function view may show. ``debug`` turns on
+    Tornado's debug mode: autoreload, and tracebacks in error pages.
     """
     return tornado.web.Application(
         [
@@ -345,8 +493,11 @@ def make_app(datadir: str, debug: bool = False) -> tornado.web.Application:
             (r"/api/profiles", ProfilesHandler),
             (r"/view", ViewHandler),
             (r"/data", DataHandler),
+            (r"/api/flame", FlameHandler),
+            (r"/api/top", TopHandler),
+            (r"/api/function", FunctionHandler),
         ],
-        viewer=Viewer(datadir),
+        viewer=Viewer(datadir, sources),
         static_path=STATIC_DIR,
         default_handler_class=NotFoundHandler,
         debug=debug,

@@ -287,3 +287,61 @@ class DataDirectory:
                     self._loading.discard(entry.key)
 
         self._background.submit(work)
+
+
+class NamedFiles:
+    """Just the profiles named on the command line (``python -m plop.viewer FILE...``).
+
+    The same interface as :class:`DataDirectory` (``scan``, ``lookup``,
+    ``load``, ``root``, ``ignored``, ``close``), over one
+    :class:`DataDirectory` per directory holding a named file, each asked only
+    about those names: nothing else in those directories is listed or
+    served. A file is listed under its base name; a second file of the same
+    base name gets `` (2)`` after it, and so on.
+    """
+
+    def __init__(self, paths: list[str]) -> None:
+        self._directories: dict[str, DataDirectory] = {}
+        #: Listed name -> the directory and the file's name in it.
+        self._names: dict[str, tuple[DataDirectory, str]] = {}
+        for path in paths:
+            real = os.path.realpath(path)
+            directory, base = os.path.split(real)
+            if directory not in self._directories:
+                self._directories[directory] = DataDirectory(directory)
+            name, n = base, 2
+            while name in self._names:
+                if self._names[name] == (self._directories[directory], base):
+                    break  # the same file named twice
+                name, n = "%s (%d)" % (base, n), n + 1
+            self._names[name] = (self._directories[directory], base)
+        dirs = list(self._directories)
+        self.root = os.path.commonpath(dirs) if dirs else ""
+        self.ignored = 0
+
+    @property
+    def names(self) -> list[str]:
+        """The listed names, in the order the files were named."""
+        return list(self._names)
+
+    def close(self) -> None:
+        for directory in self._directories.values():
+            directory.close()
+
+    def scan(self) -> list[Entry]:
+        """The named files that are profiles, newest first (one ``stat`` each once summarised)."""
+        entries = [e for e in map(self.lookup, self._names) if e is not None]
+        return sorted(entries, key=lambda e: (-e.mtime_ns, e.name))
+
+    def lookup(self, name: str) -> Entry | None:
+        """The named file listed as ``name``, or ``None`` (any other name, or not a profile)."""
+        named = self._names.get(name)
+        if named is None:
+            return None
+        directory, base = named
+        entry = directory.lookup(base)
+        return None if entry is None else replace(entry, name=name)
+
+    def load(self, entry: Entry) -> Profile:
+        """The profile of ``entry`` (see :meth:`DataDirectory.load`)."""
+        return self._names[entry.name][0].load(entry)

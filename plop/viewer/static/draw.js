@@ -145,7 +145,7 @@ export class GraphView {
       });
     this.nodeSel.attr("data-id", (n) => n.id).classed("pinned", false);
     this.nodeSel.select("circle").attr("r", (n) => n.r).attr("fill", (n) => colorOf(n));
-    this.nodeSel.select("tspan.name").text((n) => shorten(n.funcname, 32));
+    this.nodeSel.select("tspan.name").text((n) => shorten(n.label || n.funcname, 32));
     this.nodeSel.select("tspan.pct").text((n) => fmtPct(n.total, data.total_samples));
     this.nodeSel
       .on("pointerenter", (event, n) => this.on.hover(n, event))

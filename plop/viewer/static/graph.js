@@ -1,8 +1,10 @@
-// The call-graph page: loads /data for the current controls, draws it, and
-// wires up hover, selection, search and the controls.
+// The Graph tab: loads /data for the current controls, draws it, and wires up
+// hover, selection and search. page.js shows it and tells it when the
+// selection changed.
 
 import { GraphView } from "./draw.js";
 import { Details, Legend, Tooltip } from "./panels.js";
+import { form, functionState, matcher, selection, setState } from "./params.js";
 import { el, fmtInt, fmtPct } from "./util.js";
 
 const d3 = window.d3;
@@ -10,7 +12,6 @@ const PALETTE = d3.schemeTableau10;
 const OTHER_COLOR = "#b8bfca";
 
 const app = document.getElementById("app");
-const form = document.getElementById("controls");
 const message = document.getElementById("message");
 const status = document.getElementById("status");
 const search = document.getElementById("search");
@@ -28,7 +29,11 @@ const state = {
 const legendElement = document.getElementById("legend");
 const detailsElement = document.getElementById("details");
 const tooltip = new Tooltip(document.getElementById("tooltip"), app);
-const details = new Details(detailsElement, { select: (n) => select(n), close: () => select(null) });
+const details = new Details(detailsElement, {
+  select: (n) => select(n),
+  close: () => select(null),
+  open: (n) => window.dispatchEvent(new CustomEvent("plop:open", { detail: functionState(n) })),
+});
 const legend = new Legend(legendElement, {
   toggleGroup: (group) => {
     state.group = state.group && state.group.name === group.name ? null : group;
@@ -59,10 +64,11 @@ function obstacles() {
 
 const colorOf = (n) => state.colors.get(n.group) || OTHER_COLOR;
 
-/** The query of /data and /view for the current controls. */
+/** The query of /data for the current controls. */
 function currentParams() {
-  const params = new URLSearchParams(new FormData(form));
-  for (const [key, value] of [...params]) if (value === "" && key !== "filename") params.delete(key);
+  const params = selection();
+  const value = new FormData(form).get("max_nodes");
+  if (value) params.set("max_nodes", String(value));
   return params;
 }
 
@@ -96,7 +102,7 @@ function autoCount(body) {
 
 async function load() {
   const params = currentParams();
-  history.replaceState(null, "", `/view?${params}`);
+  setState();
   const auto = !params.has("max_nodes");
   const ticket = ++loading;
   showMessage("Loading the call graph…");
@@ -152,9 +158,9 @@ function showStatus(data, auto) {
   if (data.hidden_nodes) {
     const share = auto && data.nodes.every((n) => n.total >= AUTO_SHARE * data.total_samples);
     parts.push(share
-      ? `showing the ${fmtInt(shown)} of ${fmtInt(data.node_count)} functions with at least ${100 * AUTO_SHARE}% of samples; hidden: `
-      : `showing the ${fmtInt(shown)} heaviest of ${fmtInt(data.node_count)} functions; hidden: `,
-    el("strong", {}, fmtInt(data.hidden_nodes)), ` functions with ${fmtPct(data.hidden_samples, data.total_samples)} of samples`);
+      ? `${fmtInt(shown)} of ${fmtInt(data.node_count)} functions (at least ${100 * AUTO_SHARE}% of samples); hidden: `
+      : `the ${fmtInt(shown)} heaviest of ${fmtInt(data.node_count)} functions; hidden: `,
+    el("strong", {}, fmtInt(data.hidden_nodes)), ` with ${fmtPct(data.hidden_samples, data.total_samples)}`);
     if (data.hidden_edges) parts.push(` and ${fmtInt(data.hidden_edges)} light calls`);
   } else {
     parts.push(`all ${fmtInt(shown)} functions`);
@@ -215,20 +221,20 @@ function applyHighlight() {
 }
 
 function applySearch() {
-  const query = search.value.trim().toLowerCase();
-  if (!query || !state.data) {
+  const matches = matcher(search.value);
+  if (!state.data) return;
+  if (!matches) {
     state.matches = null;
     searchCount.textContent = "";
   } else {
-    state.matches = new Set(state.data.nodes.filter((n) =>
-      n.funcname.toLowerCase().includes(query) || n.filename.toLowerCase().includes(query)));
+    state.matches = new Set(state.data.nodes.filter(matches));
     searchCount.textContent = state.matches.size ? `${state.matches.size} found` : "none";
   }
   applyHighlight();
 }
 
-search.addEventListener("input", applySearch);
 search.addEventListener("keydown", (event) => {
+  if (app.hidden) return;
   if (event.key === "Enter") {
     event.preventDefault();
     if (state.matches && state.matches.size) view.fit(500, [...state.matches]);
@@ -237,13 +243,25 @@ search.addEventListener("keydown", (event) => {
     applySearch();
   }
 });
-form.addEventListener("submit", (event) => { event.preventDefault(); load(); });
-form.addEventListener("change", (event) => { if (event.target !== search) load(); });
 document.getElementById("fit").addEventListener("click", () => view.fit());
 document.getElementById("unpin").addEventListener("click", () => view.unpinAll());
 document.addEventListener("keydown", (event) => {
+  if (app.hidden) return;
   if (event.key === "Escape" && document.activeElement !== search) select(null);
-  if (event.key === "/" && document.activeElement !== search) { event.preventDefault(); search.focus(); }
 });
 
-load();
+/** The tab as page.js drives it: `show()` when it becomes visible or the selection changed. */
+export const graphTab = {
+  panel: app,
+  loaded: null, // the /data query last loaded
+  show() {
+    const query = currentParams().toString();
+    if (query !== this.loaded) {
+      this.loaded = query;
+      load();
+    } else {
+      applySearch();
+    }
+  },
+  search: () => applySearch(),
+};

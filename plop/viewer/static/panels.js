@@ -12,7 +12,7 @@ export class Tooltip {
   show(node, event, total) {
     const t = this.element;
     t.replaceChildren(
-      el("div", { class: "fn" }, node.funcname),
+      el("div", { class: "fn" }, node.label || node.funcname),
       el("div", { class: "loc" }, location(node)),
       el("table", {},
         el("tr", {}, el("td", {}, "Self"), el("td", {}, `${fmtInt(node.self)} samples`), el("td", {}, fmtPct(node.self, total))),
@@ -34,10 +34,11 @@ export class Tooltip {
 
 /** The panel describing the selected function: its lines, callers and callees. */
 export class Details {
-  constructor(element, { select, close }) {
+  constructor(element, { select, close, open }) {
     this.element = element;
     this.select = select;
     this.close = close;
+    this.open = open;
   }
 
   show(node, graph, colorOf) {
@@ -47,14 +48,17 @@ export class Details {
     const recursive = graph.edges.find((e) => e.source === node && e.target === node);
     const closeButton = el("button", { class: "close", type: "button", title: "Close (Esc)", "aria-label": "Close" }, "×");
     closeButton.addEventListener("click", () => this.close());
+    const openButton = el("button", { class: "open-function", type: "button", title: "Callers, callees and lines of this function" }, "Function details →");
+    openButton.addEventListener("click", () => this.open(node));
     this.element.replaceChildren(
-      el("header", {}, el("h2", {}, node.funcname), closeButton),
+      el("header", {}, el("h2", {}, node.label || node.funcname), closeButton),
       el("div", { class: "loc" }, location(node)),
       el("div", { class: "group" }, swatch(colorOf(node)), node.group),
       el("div", { class: "stats" },
         stat("Self", node.self, total),
         stat("Total", node.total, total),
       ),
+      openButton,
       ...(recursive ? [el("p", { class: "none" }, `Recursive: calls itself in ${fmtInt(recursive.weight)} samples.`)] : []),
       el("h3", {}, "Lines"),
       linesTable(node),
@@ -76,7 +80,7 @@ export class Details {
     const body = el("tbody");
     for (const [other, edge] of rows) {
       const row = el("tr", { class: "link", title: location(other) },
-        el("td", { class: "fn" }, other.funcname, edge.inferred ? el("span", { class: "via" }, " via hidden functions") : null),
+        el("td", { class: "fn" }, other.label || other.funcname, edge.inferred ? el("span", { class: "via" }, " via hidden functions") : null),
         el("td", { class: "num" }, fmtInt(edge.weight)),
         el("td", { class: "num" }, fmtPct(edge.weight, node.total)),
         el("td", {}, bar(edge.weight, node.total)),

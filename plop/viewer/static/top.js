@@ -1,0 +1,143 @@
+// The Top tab: every function of /api/top with its self and total samples,
+// like `pprof -top`. Column headers sort (the order is kept in the URL's
+// `sort`, a leading "-" reversing it); the search box filters the rows by
+// function or file; a row opens the function tab.
+
+import { fetchJson, functionState, matcher, selection, setState, state } from "./params.js";
+import { el, fmtInt, fmtPct } from "./util.js";
+
+const panel = document.getElementById("top");
+const table = document.getElementById("top-table");
+const body = table.querySelector("tbody");
+const status = document.getElementById("top-status");
+const message = document.getElementById("top-message");
+const search = document.getElementById("search");
+const searchCount = document.getElementById("search-count");
+
+/** Each column's order: numbers heaviest first, names alphabetically; ties by self, total, name. */
+const ORDERS = {
+  self: (a, b) => b.self - a.self || b.total - a.total || a.label.localeCompare(b.label),
+  total: (a, b) => b.total - a.total || b.self - a.self || a.label.localeCompare(b.label),
+  name: (a, b) => a.label.localeCompare(b.label) || a.filename.localeCompare(b.filename) || a.firstlineno - b.firstlineno,
+  file: (a, b) => a.filename.localeCompare(b.filename) || a.firstlineno - b.firstlineno || a.label.localeCompare(b.label),
+};
+
+/** Rows put in the page at first (a table of thousands lays out slowly); the rest on request. */
+const ROW_LIMIT = 1000;
+
+let data = null;
+let showAll = false;
+let loaded = null;
+let ticket = 0;
+
+function sortKey() {
+  const key = state.sort || "self";
+  const name = key.replace(/^-/, "");
+  return ORDERS[name] ? { name, reverse: key.startsWith("-") } : { name: "self", reverse: false };
+}
+
+function render() {
+  if (!data) return;
+  const started = performance.now();
+  const { name, reverse } = sortKey();
+  const order = ORDERS[name];
+  const matches = matcher(search.value);
+  const rows = (matches ? data.functions.filter(matches) : data.functions.slice()).sort(reverse ? (a, b) => order(b, a) : order);
+  const total = data.total_samples;
+  const fragment = document.createDocumentFragment();
+  const shownRows = showAll ? rows : rows.slice(0, ROW_LIMIT);
+  for (const fn of shownRows) {
+    const row = el("tr", { class: "link", tabindex: "0" },
+      el("td", { class: "num" }, fmtInt(fn.self)),
+      el("td", { class: "num" }, fmtPct(fn.self, total)),
+      el("td", { class: "num" }, fmtInt(fn.total)),
+      el("td", { class: "num" }, fmtPct(fn.total, total)),
+      el("td", { class: "fn" }, fn.label),
+      el("td", { class: "loc" }, fn.line ? `${fn.filename}:${fn.line}` : fn.filename),
+    );
+    row.fn = fn;
+    fragment.append(row);
+  }
+  if (shownRows.length < rows.length) {
+    const more = el("button", { type: "button", class: "show-all" }, `Show all ${fmtInt(rows.length)} functions`);
+    more.addEventListener("click", (event) => {
+      event.stopPropagation();
+      showAll = true;
+      render();
+    });
+    fragment.append(el("tr", { class: "more" }, el("td", { colspan: "6" },
+      `${fmtInt(rows.length - shownRows.length)} lighter functions not listed · `, more)));
+  }
+  body.replaceChildren(fragment);
+  for (const th of table.querySelectorAll("button[data-sort]")) {
+    const active = th.dataset.sort === name;
+    th.classList.toggle("sorted", active);
+    th.closest("th").setAttribute("aria-sort", active ? (reverse === (name === "self" || name === "total") ? "ascending" : "descending") : "none");
+  }
+  const shown = rows.reduce((sum, fn) => sum + fn.self, 0);
+  status.replaceChildren(el("strong", {}, fmtInt(total)), " samples · ",
+    matches ? `${fmtInt(rows.length)} of ${fmtInt(data.functions.length)} functions match, with ${fmtPct(shown, total)} of samples in their own code`
+      : `${fmtInt(rows.length)} functions`,
+    data.samples_without_frames ? ` · ${fmtInt(data.samples_without_frames)} samples without frames not counted` : "");
+  if (matches) searchCount.textContent = rows.length ? `${rows.length} found` : "none";
+  else searchCount.textContent = "";
+  table.dataset.rows = String(rows.length);
+  table.dataset.shown = String(shownRows.length);
+  table.dataset.renderMs = (performance.now() - started).toFixed(1);
+}
+
+function open(row) {
+  if (row && row.fn && !row.classList.contains("more")) window.dispatchEvent(new CustomEvent("plop:open", { detail: functionState(row.fn) }));
+}
+
+body.addEventListener("click", (event) => open(event.target.closest("tr")));
+body.addEventListener("keydown", (event) => { if (event.key === "Enter") open(event.target.closest("tr")); });
+table.querySelector("thead").addEventListener("click", (event) => {
+  const button = event.target.closest("button[data-sort]");
+  if (!button) return;
+  const current = sortKey();
+  const name = button.dataset.sort;
+  setState({ sort: current.name === name && !current.reverse ? `-${name}` : name === "self" ? "" : name });
+  render();
+});
+
+async function load(query) {
+  const mine = ++ticket;
+  message.textContent = "Loading the functions…";
+  message.classList.remove("error");
+  message.hidden = false;
+  let answer;
+  try {
+    answer = await fetchJson(`/api/top?${query}`);
+  } catch (error) {
+    if (mine === ticket) {
+      data = null;
+      body.replaceChildren();
+      status.replaceChildren();
+      message.textContent = `Cannot show the functions: ${error.message}`;
+      message.classList.add("error");
+    }
+    return;
+  }
+  if (mine !== ticket) return;
+  data = answer;
+  showAll = false;
+  message.hidden = data.functions.length > 0;
+  if (!data.functions.length) message.textContent = "No samples (the filters may have left none).";
+  render();
+  table.dataset.query = query;
+}
+
+export const topTab = {
+  panel,
+  show() {
+    const query = selection().toString();
+    if (query !== loaded) {
+      loaded = query;
+      load(query);
+    } else {
+      render();
+    }
+  },
+  search: () => render(),
+};
