@@ -351,7 +351,7 @@ def test_legacy_million_nested_parentheses_refused_fast():
     start = time.perf_counter()
     for data in (b"{(" + b"(" * 1_000_000, b"{((" + b"[" * 1_000_000 + b"'a'"):
         with pytest.raises(ProfileFormatError, match="nested more than 32"):
-            formats._load_legacy(data, "deep")
+            formats.legacy.load(data, "deep")
     with pytest.raises(ProfileFormatError):
         loads(b"{" + b"(" * 1_000_000)
     assert time.perf_counter() - start < 2
