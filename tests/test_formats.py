@@ -16,7 +16,7 @@ from plop import formats
 from plop.formats import ProfileFormatError, dump, dumps, format_for_path, load, loads, sniff, write_atomic
 from plop.profile import Frame, Profile
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 LEGACY = FIXTURES / "tmpl_work.legacy-plop-0.4.0.plop"
 LEGACY_FLAME = FIXTURES / "tmpl_work.legacy-plop-0.4.0.flame"
 PYSPY = FIXTURES / "tmpl_work.py-spy-0.4.3.collapsed"
@@ -378,6 +378,22 @@ def test_plop_040_flamegraph_fixture_skips_none_line():
     assert Frame("/usr/local/lib/python3.11/difflib.py", "find_longest_match", 0, 379) in frames
     assert Frame("<frozen importlib._bootstrap>", "_find_and_load", 0, 1176) in frames
     assert all(stack[0].funcname == "_run_module_as_main" for _t, stack in profile.samples)
+
+
+def test_plop_040_flamegraph_none_line_is_line_unknown():
+    """plop 0.4.0 wrote ``(difflib.py:None)`` when Python had no line: same file, line 0."""
+    assert b"find_longest_match (/usr/local/lib/python3.11/difflib.py:None)" in LEGACY_FLAME.read_bytes()
+    profile = load(LEGACY_FLAME)
+    frames = {fr for _t, stack in profile.samples for fr in stack}
+    assert not any(fr.filename.endswith(":None") for fr in frames)
+    difflib = "/usr/local/lib/python3.11/difflib.py"
+    assert Frame(difflib, "find_longest_match", 0, 0) in frames
+    assert {fr.filename for fr in frames if fr.funcname == "find_longest_match"} == {difflib}
+    parsed = loads(b"f (a.py:None);g (a.py:3) 2\n")
+    assert parsed.samples == {("", (Frame("a.py", "f", 0, 0), Frame("a.py", "g", 0, 3))): 2}
+    # "None" is a line only after the last colon: a file name may hold ":None" elsewhere.
+    assert loads(b"f (a:None.py:4);g (b.py:1) 1\n").samples == {
+        ("", (Frame("a:None.py", "f", 0, 4), Frame("b.py", "g", 0, 1))): 1}
 
 
 def test_pyspy_fixture():
@@ -760,3 +776,17 @@ def test_native_load_is_fast_enough_for_big_profiles():
     start = time.perf_counter()
     assert loads(data) == profile
     assert time.perf_counter() - start < 3  # ~0.1 s; generous for a shared machine
+
+
+# --------------------------------------------------------------------------- fixtures
+
+def test_fixtures_live_in_the_repository_and_are_described():
+    """Every fixture file is in tests/fixtures and named in its README (what made it, how)."""
+    root = Path(__file__).resolve().parents[1]
+    assert FIXTURES.is_dir() and root in FIXTURES.resolve().parents
+    readme = (FIXTURES / "README.md").read_text()
+    files = sorted(p.name for p in FIXTURES.iterdir() if p.name != "README.md" and p.is_file())
+    assert files
+    missing = [name for name in files if f"`{name}`" not in readme]
+    assert not missing, missing
+

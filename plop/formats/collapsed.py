@@ -39,14 +39,15 @@ def _split_collapsed(line: str) -> tuple[str, int] | None:
 
 
 def _located(frame: str) -> bool:
-    """True for a ``name (file:line)`` frame, the shape plop and py-spy write."""
+    """True for a ``name (file:line)`` frame, the shape plop and py-spy write
+    (``line`` may be the original plop's ``None``)."""
     if not frame.endswith(")"):
         return False
     i = frame.find(" (")
     if i <= 0:
         return False
     _file, sep, line = frame[i + 2:-1].rpartition(":")
-    return bool(sep) and line.isascii() and line.isdigit()
+    return bool(sep) and (line == "None" or line.isascii() and line.isdigit())
 
 
 def _stack_evidence(stack: str) -> bool:
@@ -110,6 +111,9 @@ def _parse_frame(text: str) -> Frame:
 
     Function names never contain " (" while file names may contain anything, so
     the name ends at the first " (" and the line number is read from the right.
+    The original plop wrote ``(filename:None)`` for a frame whose line Python
+    did not know: that is line 0 ("unknown") of ``filename``, not a file named
+    ``filename:None`` beside it.
     """
     if text.endswith(")"):
         i = text.find(" (")
@@ -118,6 +122,8 @@ def _parse_frame(text: str) -> Frame:
             filename, sep, line = inner.rpartition(":")
             if sep and line.isascii() and line.isdigit() and len(line) <= 9:
                 return Frame(filename, text[:i], 0, int(line))
+            if sep and line == "None":
+                return Frame(filename, text[:i], 0, 0)
             return Frame(inner, text[:i], 0, 0)
     return Frame("", text, 0, 0)
 
