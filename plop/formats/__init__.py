@@ -11,9 +11,11 @@ kind into a data directory):
 * ``"collapsed"``: ``frame;frame;... count`` lines, as written by the original
   plop's flamegraph output, ``py-spy record --format raw`` and the stackcollapse
   scripts for flamegraph.pl (:mod:`plop.formats.collapsed`);
+* ``"pprof"``: pprof's ``profile.proto``, gzip- or zstd-compressed or raw, from
+  Go, Datadog, Pyroscope or plop (:mod:`plop.formats.pprof`);
 
-and writes the native format, collapsed stacks (``"flamegraph"``) and
-speedscope JSON (:mod:`plop.formats.speedscope`). Each format lives in its own
+and writes the native format, collapsed stacks (``"flamegraph"``), speedscope
+JSON (:mod:`plop.formats.speedscope`) and pprof. Each format lives in its own
 module; this package is the one API in front of them. Every input is treated
 as hostile: sizes are checked before reading, non-regular files are refused,
 parsers are linear and bounded, and every problem surfaces as one exception
@@ -25,7 +27,7 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-from plop.formats import collapsed, legacy, native, speedscope
+from plop.formats import collapsed, legacy, native, pprof, speedscope
 from plop.formats._common import (
     DEFAULT_MAX_BYTES, MAX_COUNT, MAX_LINE_CHARS, SNIFF_BYTES, ProfileFormatError, _gc_paused,
 )
@@ -41,9 +43,9 @@ __all__ = [
 ]
 
 #: Writer formats accepted by :func:`dumps` / :func:`dump` ("collapsed" is an alias of "flamegraph").
-FORMATS = ("plop", "flamegraph", "speedscope")
+FORMATS = ("plop", "flamegraph", "speedscope", "pprof")
 #: The usual file extension (without dot) for each writer format.
-EXTENSIONS = {"plop": "plop", "flamegraph": "flame", "speedscope": "speedscope.json"}
+EXTENSIONS = {"plop": "plop", "flamegraph": "flame", "speedscope": "speedscope.json", "pprof": "pb.gz"}
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -52,13 +54,14 @@ _WRITERS: dict[str, Callable[[Profile], bytes]] = {
     "flamegraph": collapsed.dump,
     "collapsed": collapsed.dump,
     "speedscope": speedscope.dump,
+    "pprof": pprof.dump,
 }
 
 
 def sniff(head: bytes) -> str | None:
     """Name the format of a file from its first bytes, or ``None``.
 
-    Returns ``"plop"``, ``"legacy"`` or ``"collapsed"``. The viewer calls this
+    Returns ``"plop"``, ``"legacy"``, ``"collapsed"`` or ``"pprof"``. The viewer calls this
     on every file of a directory to pick out profiles, so it looks at no more
     than 4 KiB, is a few regular-expression matches, and errs towards ``None``:
     JSON, Python source, logs, images and empty files are not profiles. An
@@ -76,6 +79,8 @@ def sniff(head: bytes) -> str | None:
         return "legacy"
     if collapsed.sniff(head):
         return "collapsed"
+    if pprof.sniff(head):  # binary: last, after every text format has said no
+        return "pprof"
     return None
 
 
@@ -105,6 +110,8 @@ def loads(data: bytes, *, name: str = "<data>") -> Profile:
         data = data[len(_BOM):]
     if kind == "plop":
         return native.load(data, name)
+    if kind == "pprof" or data.startswith((pprof.GZIP_MAGIC, pprof.ZSTD_MAGIC)):
+        return pprof.load(data, name)
     if kind == "legacy" or legacy.is_empty(data):
         return legacy.load(data, name)
     if kind == "collapsed" or collapsed.first_line_collapsed(data):
@@ -114,13 +121,17 @@ def loads(data: bytes, *, name: str = "<data>") -> Profile:
         return collapsed.load(data, name)
     if not data.strip():
         raise ProfileFormatError("empty file", name)
-    raise ProfileFormatError("not a profile (not plop JSON, a legacy plop dict or collapsed stacks)", name)
+    raise ProfileFormatError(
+        "not a profile (not plop JSON, a legacy plop dict, collapsed stacks or pprof)", name)
 
 
 def format_for_path(path: str | os.PathLike[str]) -> str:
     """The writer format a file name asks for: ``.flame``/``.collapsed``/``.txt``
-    are collapsed stacks, ``.json`` is speedscope, anything else native plop."""
+    are collapsed stacks, ``.json`` is speedscope, ``.pb.gz``/``.pprof``/``.pb``
+    pprof, anything else native plop."""
     lower = os.fspath(path).lower()
+    if lower.endswith((".pb.gz", ".pprof", ".pb")):
+        return "pprof"
     if lower.endswith((".flame", ".collapsed", ".txt")):
         return "flamegraph"
     if lower.endswith(".json"):
