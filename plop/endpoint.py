@@ -50,6 +50,7 @@ _CONTENT_TYPES = {
     "plop": "application/json",
     "flamegraph": "text/plain; charset=utf-8",
     "speedscope": "application/json",
+    "pprof": "application/octet-stream",
 }
 
 

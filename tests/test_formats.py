@@ -697,16 +697,18 @@ def test_loads_requires_bytes():
 # --------------------------------------------------------------------------- writing
 
 def test_format_names():
-    assert formats.FORMATS == ("plop", "flamegraph", "speedscope")
-    assert formats.EXTENSIONS == {"plop": "plop", "flamegraph": "flame", "speedscope": "speedscope.json"}
+    assert formats.FORMATS == ("plop", "flamegraph", "speedscope", "pprof")
+    assert formats.EXTENSIONS == {"plop": "plop", "flamegraph": "flame", "speedscope": "speedscope.json",
+                                  "pprof": "pb.gz"}
     for ext, expected in [("a.flame", "flamegraph"), ("a.COLLAPSED", "flamegraph"), ("a.txt", "flamegraph"),
                           ("a.json", "speedscope"), ("a.speedscope.json", "speedscope"),
+                          ("a.pb.gz", "pprof"), ("a.PPROF", "pprof"), ("cpu.pb", "pprof"),
                           ("a.plop", "plop"), ("plop.out", "plop"), ("noext", "plop")]:
         assert format_for_path(ext) == expected
     for fmt, ext in formats.EXTENSIONS.items():
         assert format_for_path("x." + ext) == fmt
     with pytest.raises(ValueError, match="unknown profile format"):
-        dumps(Profile(), "pprof")
+        dumps(Profile(), "pdf")
 
 
 @pytest.mark.parametrize("fmt", ["plop", "flamegraph", "speedscope", "collapsed"])

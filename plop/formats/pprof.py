@@ -31,6 +31,7 @@ id is checked, stacks are bounded in depth, and all errors are
 from __future__ import annotations
 
 import gzip
+import json
 import zlib
 from typing import Any
 
@@ -48,6 +49,11 @@ WALL_TYPES = ("wall", "wall-time", "wall_time", "walltime")
 CPU_TYPES = ("cpu", "cpu-time", "cpu_time", "cpu-samples", "cpu_samples")
 _TIME_UNITS = {"nanoseconds": 1e-9, "microseconds": 1e-6, "milliseconds": 1e-3, "seconds": 1.0}
 _THREAD_LABELS = ("thread_name", "thread name")
+#: A comment starting with this holds the plop metadata that pprof has no field for, as JSON.
+METADATA_COMMENT = "plop metadata: "
+#: Metadata keys that travel in pprof's own fields (or are made by the reader).
+_MAPPED_METADATA = frozenset({"interval", "start_time", "duration", "pid", "sample_types", "value_types",
+                              "value_units"})
 
 # Wire types.
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
@@ -64,61 +70,69 @@ class _Bad(Exception):
 # --------------------------------------------------------------------------- detection
 
 def sniff(head: bytes) -> bool:
-    """True when ``head`` is gzip, zstd, or starts like a raw Profile message.
+    """True when ``head`` starts a Profile message, raw or gzip/zstd-compressed.
 
     A raw message is recognised by its first fields: each tag must be a
-    Profile field with that field's wire type, and length-delimited ones must
-    fit (or run past the end of the 4 KiB window). Text, JSON and Python
-    source fail at their first byte or two ('{', '#', letters are tags of
-    the wrong wire type). Compressed data must hold such a message too.
+    Profile field with that field's wire type, until a ``sample_type`` or
+    ``period_type`` that is a well-formed ValueType (a few bytes, wholly
+    inside the window) or an empty first string (``string_table[0]``) has
+    been seen. Text, JSON and Python source fail at their first byte or two
+    ('{', '#', letters are tags of the wrong wire type). Gzip data must hold
+    such a message in its first bytes, so that ``.gz`` logs are not taken for
+    profiles; zstd decompresses only in whole blocks (128 KiB), so its magic
+    is taken alone when the window holds no complete block.
     """
-    if head.startswith(GZIP_MAGIC) or head.startswith(ZSTD_MAGIC):
+    if head.startswith(GZIP_MAGIC):
         inner = _decompress_head(head)
         return inner is not None and _sniff_raw(inner)
+    if head.startswith(ZSTD_MAGIC):
+        inner = _decompress_head(head)
+        return inner is None or not inner or _sniff_raw(inner)
     return _sniff_raw(head)
 
 
 def _decompress_head(head: bytes) -> bytes | None:
-    """The first few hundred bytes inside compressed ``head``, or None if it is not readable.
-
-    So that a directory of ``.gz`` logs and tarballs does not list them all as
-    broken profiles.
-    """
+    """The first bytes inside compressed ``head``: b"" if none could be had yet, None if corrupt."""
     try:
         if head.startswith(GZIP_MAGIC):
             return zlib.decompressobj(wbits=31).decompress(head, 512)
         import zstandard
-        return zstandard.ZstdDecompressor().stream_reader(head).read(512)
+        return zstandard.ZstdDecompressor().decompressobj().decompress(head)[:512]
     except ImportError:
-        return None
-    except Exception:  # corrupt or cut inside a block: zlib.error, zstandard.ZstdError
+        return b""
+    except Exception:  # corrupt data: zlib.error, zstandard.ZstdError
         return None
 
 
 def _sniff_raw(head: bytes) -> bool:
-    pos, n, fields = 0, len(head), 0
+    pos, n = 0, len(head)
     try:
-        while pos < n and fields < 8:
+        for _ in range(32):
+            if pos >= n:
+                return False
             key, pos = _varint(head, pos)
             field, wire = key >> 3, key & 7
             if _PROFILE_FIELDS.get(field) != wire:
                 return False
             if wire == _VARINT:
                 _value, pos = _varint(head, pos)
-            else:
-                size, pos = _varint(head, pos)
-                if pos + size > n:
-                    return fields > 0 or size < (1 << 28)
-                if field in (1, 11) and not _is_value_type(head, pos, pos + size):
-                    return False
-                pos += size
-            fields += 1
+                continue
+            size, pos = _varint(head, pos)
+            if field in (1, 11):
+                return pos + size <= n and _is_value_type(head, pos, pos + size)
+            if field == 6:
+                return size == 0  # string_table[0] must be ""
+            if pos + size > n:
+                return False
+            pos += size
     except _Bad:
-        return pos >= n and fields > 0  # a varint cut by the window
-    return fields > 0
+        return False
+    return False
 
 
 def _is_value_type(buf: bytes, pos: int, end: int) -> bool:
+    if end - pos > 22:  # two 10-byte varints and their tags
+        return False
     try:
         while pos < end:
             key, pos = _varint(buf, pos)
@@ -286,6 +300,7 @@ def _build(buf: bytes, name: str, value: int | str | None) -> Profile:
     function_spans: list[tuple[int, int]] = []
     type_spans: list[tuple[int, int]] = []
     scalars: dict[int, int] = {}
+    comment_ids: list[int] = []
     period_type: tuple[int, int] | None = None
     for field, wire, a, b in _fields(buf, 0, len(buf)):
         expected = _PROFILE_FIELDS.get(field)
@@ -308,6 +323,8 @@ def _build(buf: bytes, name: str, value: int | str | None) -> Profile:
             type_spans.append((a, b))
         elif field == 11:
             period_type = _value_type(buf, a, b)
+        elif field == 13:
+            _ints(buf, wire, a, b, comment_ids)
         elif wire == _VARINT:
             scalars[field] = a
     if strings and strings[0] != "":
@@ -469,14 +486,15 @@ def _build(buf: bytes, name: str, value: int | str | None) -> Profile:
         # cpu-only rows need a wall row of 0 in the model; drop those with neither
         samples = {k: n for k, n in samples.items() if n or k in cpu}
 
-    metadata: dict[str, Any] = {
+    metadata: dict[str, Any] = _comment_metadata([string(i, "comment") for i in comment_ids])
+    metadata.update({
         "sample_types": [{"type": t, "unit": u} for t, u in types],
         "value_types": {"samples": types[chosen][0], **({"cpu": types[cpu_col][0]} if cpu_col is not None else {})},
         "value_units": {"samples": "samples" if divisor[chosen] > 1 or types[chosen][1] == "count"
                         else types[chosen][1],
                         **({"cpu": "samples" if divisor[cpu_col] > 1 or types[cpu_col][1] == "count"
                             else types[cpu_col][1]} if cpu_col is not None else {})},
-    }
+    })
     if pt is not None and pt[1] in _TIME_UNITS and period > 1:
         metadata["interval"] = period * _TIME_UNITS[pt[1]]
     if scalars.get(9):
@@ -490,6 +508,30 @@ def _build(buf: bytes, name: str, value: int | str | None) -> Profile:
     if any(n == 0 for n in samples.values()) and cpu is None:  # pragma: no cover (filtered above)
         samples = {k: n for k, n in samples.items() if n}
     return Profile(samples, metadata, cpu)
+
+
+def _comment_metadata(comments: list[str]) -> dict[str, Any]:
+    """The metadata plop put in a comment, if it is there and valid; else nothing.
+
+    A comment is free text that any tool may write: one that does not parse,
+    or holds metadata plop's native reader would refuse, is ignored rather
+    than failing the whole profile.
+    """
+    from plop.formats.native import _check_metadata
+
+    for text in comments:
+        if text.startswith(METADATA_COMMENT):
+            try:
+                meta = json.loads(text[len(METADATA_COMMENT):], parse_constant=_reject)
+                if type(meta) is dict:
+                    return _check_metadata({k: v for k, v in meta.items() if k not in _MAPPED_METADATA}, "")
+            except (ValueError, ProfileFormatError, RecursionError):
+                pass
+    return {}
+
+
+def _reject(text: str) -> Any:
+    raise ValueError(text)
 
 
 def _value_type(buf: bytes, a: int, b: int) -> tuple[int, int]:
@@ -694,7 +736,10 @@ def dump(profile: Profile) -> bytes:
         _put_int(period_vt, 2, s("nanoseconds"))
     default = s(types[1][0]) if period else s("samples")
     from plop import __version__
-    comment = s(f"plop {__version__}")
+    comments = [s(f"plop {__version__}")]
+    rest = {k: v for k, v in meta.items() if k not in _MAPPED_METADATA}
+    if rest:
+        comments.append(s(METADATA_COMMENT + json.dumps(rest, sort_keys=True, allow_nan=False)))
     for text in strings:  # string_table (field 6): every string, in index order
         _put_len(out, 6, text.encode("utf-8", "backslashreplace"))
     _put_int(out, 9, time_nanos)
@@ -702,7 +747,8 @@ def dump(profile: Profile) -> bytes:
     if period:
         _put_len(out, 11, period_vt)
         _put_int(out, 12, period)
-    _put_int(out, 13, comment)
+    for comment in comments:
+        _put_int(out, 13, comment)
     _put_int(out, 14, default)
     return gzip.compress(bytes(out), compresslevel=6, mtime=0)
 
