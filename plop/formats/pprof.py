@@ -2,11 +2,13 @@
 
 The format every continuous profiler exchanges (``go tool pprof``, Pyroscope,
 Parca, Datadog, Cloud Profiler). Field numbers are those of
-github.com/google/pprof's proto/profile.proto. The codec is written here
-rather than generated with ``protoc``: the schema is five flat messages, the
-reader must be bounded and checked at every reference anyway, and on
-benchmarks/pprof_codec.py this decoder loads faster than the ``protobuf``
-runtime does once its messages are walked into plop's model (see the README).
+github.com/google/pprof's proto/profile.proto; plop's trimmed copy of the
+schema is profile.proto beside this module, compiled to profile_pb2.py (see
+tools/gen_pprof_pb2.sh for the generator and its version). Parsing and
+serialising are the ``protobuf`` runtime's (upb, in C): on
+benchmarks/pprof_codec.py a hand-written pure-Python decoder loaded the same
+files about 5 times slower (see the README). Only detection, which must judge
+a 4 KiB window that no protobuf parser accepts, reads varints itself.
 
 Reading (by content: gzip magic, zstd magic, or a raw Profile message):
 
@@ -35,6 +37,9 @@ import json
 import zlib
 from typing import Any
 
+from google.protobuf.message import DecodeError
+
+from plop.formats import profile_pb2
 from plop.formats._common import DEFAULT_MAX_BYTES, MAX_COUNT, ProfileFormatError, _count
 from plop.profile import Frame, Profile, StackKey
 
@@ -56,15 +61,16 @@ _MAPPED_METADATA = frozenset({"interval", "start_time", "duration", "pid", "samp
                               "value_units"})
 
 # Wire types.
-_VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
-# Fields of Profile that plop reads, and the wire type each must have.
-_PROFILE_FIELDS = {1: _LEN, 2: _LEN, 3: _LEN, 4: _LEN, 5: _LEN, 6: _LEN, 7: _VARINT, 8: _VARINT,
-                   9: _VARINT, 10: _VARINT, 11: _LEN, 12: _VARINT, 13: _VARINT, 14: _VARINT,
-                   15: _VARINT, 16: _LEN}
+_VARINT, _LEN = 0, 2
+# The fields of pprof's Profile message, and the wire types each may have
+# (repeated integers are packed, LEN, or one varint each).
+_PROFILE_FIELDS = {1: {_LEN}, 2: {_LEN}, 3: {_LEN}, 4: {_LEN}, 5: {_LEN}, 6: {_LEN}, 7: {_VARINT},
+                   8: {_VARINT}, 9: {_VARINT}, 10: {_VARINT}, 11: {_LEN}, 12: {_VARINT},
+                   13: {_VARINT, _LEN}, 14: {_VARINT}, 15: {_VARINT}, 16: {_LEN}}
 
 
 class _Bad(Exception):
-    """Internal: malformed protobuf; turned into ProfileFormatError with the file name."""
+    """Internal to detection: a varint cut short or too long."""
 
 
 # --------------------------------------------------------------------------- detection
@@ -112,7 +118,7 @@ def _sniff_raw(head: bytes) -> bool:
                 return False
             key, pos = _varint(head, pos)
             field, wire = key >> 3, key & 7
-            if _PROFILE_FIELDS.get(field) != wire:
+            if wire not in _PROFILE_FIELDS.get(field, ()):
                 return False
             if wire == _VARINT:
                 _value, pos = _varint(head, pos)
@@ -129,22 +135,6 @@ def _sniff_raw(head: bytes) -> bool:
         return False
     return False
 
-
-def _is_value_type(buf: bytes, pos: int, end: int) -> bool:
-    if end - pos > 22:  # two 10-byte varints and their tags
-        return False
-    try:
-        while pos < end:
-            key, pos = _varint(buf, pos)
-            if key not in (0x08, 0x10):
-                return False
-            _v, pos = _varint(buf, pos)
-    except _Bad:
-        return False
-    return pos == end
-
-
-# --------------------------------------------------------------------------- decoding
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
     """One base-128 varint at ``pos``: (value, next position)."""
@@ -166,63 +156,21 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
         raise _Bad("truncated varint") from None
 
 
-def _signed(v: int) -> int:
-    """int64 fields travel as their two's complement in a 64-bit varint."""
-    return v - (1 << 64) if v >= 1 << 63 else v
+def _is_value_type(buf: bytes, pos: int, end: int) -> bool:
+    if end - pos > 22:  # two 10-byte varints and their tags
+        return False
+    try:
+        while pos < end:
+            key, pos = _varint(buf, pos)
+            if key not in (0x08, 0x10):
+                return False
+            _v, pos = _varint(buf, pos)
+    except _Bad:
+        return False
+    return pos == end
 
 
-def _fields(buf: bytes, pos: int, end: int):  # -> Iterator[tuple[int, int, int, int]]
-    """(field, wire type, value or start, end) for each field of one message."""
-    while pos < end:
-        key, pos = _varint(buf, pos)
-        field, wire = key >> 3, key & 7
-        if field == 0:
-            raise _Bad("field number 0")
-        if wire == _VARINT:
-            value, pos = _varint(buf, pos)
-            yield field, wire, value, pos
-        elif wire == _LEN:
-            size, pos = _varint(buf, pos)
-            if pos + size > end:
-                raise _Bad("length-delimited field runs past the end of its message")
-            yield field, wire, pos, pos + size
-            pos += size
-        elif wire == _I64:
-            pos += 8
-            yield field, wire, 0, pos
-        elif wire == _I32:
-            pos += 4
-            yield field, wire, 0, pos
-        else:  # groups (3, 4) are not in profile.proto; 6 and 7 do not exist
-            raise _Bad(f"wire type {wire} (field {field}) is not in profile.proto")
-    if pos != end:
-        raise _Bad("message runs past its end")
-
-
-def _packed(buf: bytes, start: int, end: int, out: list[int]) -> None:
-    pos = start
-    append = out.append
-    while pos < end:
-        b = buf[pos]
-        if b < 0x80:
-            append(b)
-            pos += 1
-        else:
-            v, pos = _varint(buf, pos)
-            append(v)
-    if pos != end:
-        raise _Bad("packed varints run past their field")
-
-
-def _ints(buf: bytes, wire: int, a: int, b: int, out: list[int]) -> None:
-    """A repeated integer field: packed (LEN) or one varint per occurrence."""
-    if wire == _LEN:
-        _packed(buf, a, b, out)
-    elif wire == _VARINT:
-        out.append(a)
-    else:
-        raise _Bad("repeated integer field with a wrong wire type")
-
+# --------------------------------------------------------------------------- decoding
 
 def decompress(data: bytes, name: str, limit: int = MAX_DECOMPRESSED) -> bytes:
     """The raw protobuf inside gzip or zstd ``data`` (or ``data`` itself), at most ``limit`` bytes."""
@@ -282,51 +230,19 @@ def load(data: bytes, name: str, *, value: int | str | None = None) -> Profile:
     first wall-clock type, as described in the module's docstring.
     """
     raw = decompress(data, name)
+    msg = profile_pb2.Profile()
     try:
-        return _build(raw, name, value)
-    except _Bad as e:
+        msg.ParseFromString(raw)
+    except DecodeError as e:
         raise ProfileFormatError(f"malformed pprof protobuf: {e}", name) from None
-    except RecursionError:  # pragma: no cover (nothing here recurses)
-        raise ProfileFormatError("malformed pprof protobuf", name) from None
+    return _build(msg, name, value)
 
 
-def _build(buf: bytes, name: str, value: int | str | None) -> Profile:
-    def fail(msg: str) -> ProfileFormatError:
-        return ProfileFormatError(msg, name)
+def _build(msg: Any, name: str, value: int | str | None) -> Profile:
+    def fail(text: str) -> ProfileFormatError:
+        return ProfileFormatError(text, name)
 
-    strings: list[str] = []
-    sample_spans: list[tuple[int, int]] = []
-    location_spans: list[tuple[int, int]] = []
-    function_spans: list[tuple[int, int]] = []
-    type_spans: list[tuple[int, int]] = []
-    scalars: dict[int, int] = {}
-    comment_ids: list[int] = []
-    period_type: tuple[int, int] | None = None
-    for field, wire, a, b in _fields(buf, 0, len(buf)):
-        expected = _PROFILE_FIELDS.get(field)
-        if expected is None:
-            continue  # a newer field: skipped, as protobuf readers do
-        if wire != expected and not (field == 13 and wire == _LEN):
-            raise _Bad(f"Profile field {field} has wire type {wire}")
-        if field == 6:
-            try:
-                strings.append(buf[a:b].decode("utf-8"))
-            except UnicodeDecodeError:
-                strings.append(buf[a:b].decode("utf-8", "replace"))
-        elif field == 2:
-            sample_spans.append((a, b))
-        elif field == 4:
-            location_spans.append((a, b))
-        elif field == 5:
-            function_spans.append((a, b))
-        elif field == 1:
-            type_spans.append((a, b))
-        elif field == 11:
-            period_type = _value_type(buf, a, b)
-        elif field == 13:
-            _ints(buf, wire, a, b, comment_ids)
-        elif wire == _VARINT:
-            scalars[field] = a
+    strings = list(msg.string_table)
     if strings and strings[0] != "":
         raise fail("string_table[0] must be the empty string")
     if not strings:
@@ -335,118 +251,73 @@ def _build(buf: bytes, name: str, value: int | str | None) -> Profile:
 
     def string(i: int, what: str) -> str:
         if not 0 <= i < nstrings:
-            raise fail(f"{what}: string index {_signed(i)} out of range ({nstrings} strings)")
+            raise fail(f"{what}: string index {i} out of range ({nstrings} strings)")
         return strings[i]
 
-    types = [(string(t, "sample_type"), string(u, "sample_type")) for t, u in
-             (_value_type(buf, a, b) for a, b in type_spans)]
+    types = [(string(vt.type, "sample_type"), string(vt.unit, "sample_type")) for vt in msg.sample_type]
     if not types:
-        if sample_spans:
+        if len(msg.sample):
             raise fail("samples but no sample_type")
         types = [("samples", "count")]
 
     # Functions and locations: id -> object, checked before any sample uses them.
     functions: dict[int, tuple[str, str, int]] = {}
-    for a, b in function_spans:
-        fid = fname = sysname = fname_file = start = 0
-        for field, wire, v, _end in _fields(buf, a, b):
-            if wire != _VARINT:
-                continue
-            if field == 1:
-                fid = v
-            elif field == 2:
-                fname = v
-            elif field == 3:
-                sysname = v
-            elif field == 4:
-                fname_file = v
-            elif field == 5:
-                start = _signed(v)
+    for fn in msg.function:
+        fid = fn.id
         if fid == 0 or fid in functions:
             raise fail(f"function id {fid} is zero or repeated")
-        funcname = string(fname, "function name") or string(sysname, "function system_name")
-        functions[fid] = (string(fname_file, "function filename"), funcname, max(start, 0))
+        funcname = string(fn.name, "function name") or string(fn.system_name, "function system_name")
+        functions[fid] = (string(fn.filename, "function filename"), funcname, max(fn.start_line, 0))
 
     interned: dict[tuple[str, str, int, int], Frame] = {}
     locations: dict[int, tuple[Frame, ...]] = {}
-    for a, b in location_spans:
-        lid = 0
-        lines: list[Frame] = []
-        address = 0
-        for field, wire, v, end in _fields(buf, a, b):
-            if field == 1 and wire == _VARINT:
-                lid = v
-            elif field == 3 and wire == _VARINT:
-                address = v
-            elif field == 4 and wire == _LEN:
-                fnid = line = 0
-                for f2, w2, v2, _e2 in _fields(buf, v, end):
-                    if w2 == _VARINT:
-                        if f2 == 1:
-                            fnid = v2
-                        elif f2 == 2:
-                            line = _signed(v2)
-                fn = functions.get(fnid)
-                if fn is None:
-                    raise fail(f"location {lid}: unknown function id {fnid}")
-                key = (fn[0], fn[1], fn[2], max(line, 0))
-                frame = interned.get(key)
-                if frame is None:
-                    frame = interned[key] = Frame(*key)
-                lines.append(frame)
+    for loc in msg.location:
+        lid = loc.id
         if lid == 0 or lid in locations:
             raise fail(f"location id {lid} is zero or repeated")
-        if not lines:  # not symbolised: all that is known is the address
-            key = ("", f"0x{address:x}", 0, 0)
+        lines: list[Frame] = []
+        for line in reversed(loc.line):  # line[0] is the innermost inlined function
+            fn = functions.get(line.function_id)
+            if fn is None:
+                raise fail(f"location {lid}: unknown function id {line.function_id}")
+            key = (fn[0], fn[1], fn[2], max(line.line, 0))
             frame = interned.get(key)
             if frame is None:
                 frame = interned[key] = Frame(*key)
             lines.append(frame)
-        lines.reverse()  # line[0] is the innermost inlined function
+        if not lines:  # not symbolised: all that is known is the address
+            key = ("", f"0x{loc.address:x}", 0, 0)
+            frame = interned.get(key)
+            if frame is None:
+                frame = interned[key] = Frame(*key)
+            lines.append(frame)
         locations[lid] = tuple(lines)
 
     nvalues = len(types)
-    chosen, cpu_col = _choose_columns(types, scalars, strings, value, fail)
-    period = _signed(scalars.get(12, 0))
-    pt = (string(period_type[0], "period_type"), string(period_type[1], "period_type")) if period_type else None
+    chosen, cpu_col = _choose_columns(types, msg.default_sample_type, strings, value)
+    period = msg.period
+    pt = None
+    if msg.HasField("period_type"):
+        pt = (string(msg.period_type.type, "period_type"), string(msg.period_type.unit, "period_type"))
+
+    # The label keys plop reads, as string indices (a key never in the table matches nothing).
+    thread_keys = {i for i, text in enumerate(strings) if text in _THREAD_LABELS}
+    pid_keys = {i for i, text in enumerate(strings) if text == "pid"}
 
     # Samples: (thread, pid, stack tuple, values).
-    rows: list[tuple[str, int | None, tuple[Frame, ...], list[int]]] = []
+    rows: list[tuple[str, int | None, tuple[Frame, ...], Any]] = []
     stack_cache: dict[tuple[int, ...], tuple[Frame, ...]] = {}
-    for a, b in sample_spans:
-        loc_ids: list[int] = []
-        values: list[int] = []
-        thread = ""
-        pid: int | None = None
-        for field, wire, v, end in _fields(buf, a, b):
-            if field == 1:
-                _ints(buf, wire, v, end, loc_ids)
-                if len(loc_ids) > MAX_DEPTH:
-                    raise fail(f"a sample is more than {MAX_DEPTH} locations deep")
-            elif field == 2:
-                _ints(buf, wire, v, end, values)
-            elif field == 3 and wire == _LEN:
-                key = s = num = 0
-                for f2, w2, v2, _e2 in _fields(buf, v, end):
-                    if w2 == _VARINT:
-                        if f2 == 1:
-                            key = v2
-                        elif f2 == 2:
-                            s = v2
-                        elif f2 == 3:
-                            num = _signed(v2)
-                label = string(key, "label key")
-                if label in _THREAD_LABELS:
-                    thread = string(s, "label")
-                elif label == "pid":
-                    pid = num
+    for sample in msg.sample:
+        ids = tuple(sample.location_id)
+        values = sample.value
         if len(values) != nvalues:
             raise fail(f"a sample has {len(values)} values for {nvalues} sample types")
-        ids = tuple(loc_ids)
         stack = stack_cache.get(ids)
         if stack is None:
-            parts = []
-            for lid in reversed(loc_ids):
+            if len(ids) > MAX_DEPTH:
+                raise fail(f"a sample is more than {MAX_DEPTH} locations deep")
+            parts: list[Frame] = []
+            for lid in reversed(ids):
                 loc = locations.get(lid)
                 if loc is None:
                     raise fail(f"sample refers to unknown location id {lid}")
@@ -454,59 +325,61 @@ def _build(buf: bytes, name: str, value: int | str | None) -> Profile:
             if len(parts) > MAX_DEPTH:
                 raise fail(f"a sample is more than {MAX_DEPTH} frames deep")
             stack = stack_cache[ids] = tuple(parts)
-        rows.append((thread, pid, stack, [_signed(x) for x in values]))
+        thread = ""
+        pid: int | None = None
+        for label in sample.label:
+            if label.key in thread_keys:
+                thread = string(label.str, "label")
+            elif label.key in pid_keys:
+                pid = label.num
+        rows.append((thread, pid, stack, values))
 
     pids = {pid for _t, pid, _s, _v in rows}
     several = len(pids - {None}) > 1
 
-    def key_of(thread: str, pid: int | None) -> str:
-        if several and pid is not None:
-            return f"pid {pid} {thread}".rstrip()
-        return thread
-
     divisor = {col: _period_divisor(types[col], pt, period, rows, col) for col in {chosen, cpu_col} - {None}}
     samples: dict[StackKey, int] = {}
     cpu: dict[StackKey, int] | None = {} if cpu_col is not None else None
+    wall_div = divisor[chosen]
     for thread, pid, stack, values in rows:
-        key = (key_of(thread, pid), stack)
+        if several and pid is not None:
+            thread = f"pid {pid} {thread}".rstrip()
+        key = (thread, stack)
         n = values[chosen]
         if n < 0:
             raise fail(f"negative sample value {n}")
-        n //= divisor[chosen]
+        n //= wall_div
         if n:
             samples[key] = min(samples.get(key, 0) + n, MAX_COUNT)
         if cpu is not None:
-            c = values[cpu_col] // divisor[cpu_col]
+            c = values[cpu_col]
             if c < 0:
                 raise fail(f"negative sample value {c}")
+            c //= divisor[cpu_col]
             if c:
                 cpu[key] = min(cpu.get(key, 0) + c, MAX_COUNT)
                 samples.setdefault(key, 0)
-    if cpu is not None and 0 in samples.values():
-        # cpu-only rows need a wall row of 0 in the model; drop those with neither
-        samples = {k: n for k, n in samples.items() if n or k in cpu}
 
-    metadata: dict[str, Any] = _comment_metadata([string(i, "comment") for i in comment_ids])
-    metadata.update({
-        "sample_types": [{"type": t, "unit": u} for t, u in types],
-        "value_types": {"samples": types[chosen][0], **({"cpu": types[cpu_col][0]} if cpu_col is not None else {})},
-        "value_units": {"samples": "samples" if divisor[chosen] > 1 or types[chosen][1] == "count"
-                        else types[chosen][1],
-                        **({"cpu": "samples" if divisor[cpu_col] > 1 or types[cpu_col][1] == "count"
-                            else types[cpu_col][1]} if cpu_col is not None else {})},
-    })
+    def unit(col: int) -> str:
+        return "samples" if divisor[col] > 1 or types[col][1] == "count" else types[col][1]
+
+    metadata: dict[str, Any] = _comment_metadata([string(i, "comment") for i in msg.comment])
+    metadata["sample_types"] = [{"type": t, "unit": u} for t, u in types]
+    metadata["value_types"] = {"samples": types[chosen][0]}
+    metadata["value_units"] = {"samples": unit(chosen)}
+    if cpu_col is not None:
+        metadata["value_types"]["cpu"] = types[cpu_col][0]
+        metadata["value_units"]["cpu"] = unit(cpu_col)
     if pt is not None and pt[1] in _TIME_UNITS and period > 1:
         metadata["interval"] = period * _TIME_UNITS[pt[1]]
-    if scalars.get(9):
-        metadata["start_time"] = _signed(scalars[9]) / 1e9
-    if scalars.get(10) and _signed(scalars[10]) >= 0:
-        metadata["duration"] = _signed(scalars[10]) / 1e9
+    if msg.time_nanos:
+        metadata["start_time"] = msg.time_nanos / 1e9
+    if msg.duration_nanos > 0:
+        metadata["duration"] = msg.duration_nanos / 1e9
     if len(pids - {None}) == 1:
         metadata["pid"] = next(iter(pids - {None}))
     if cpu_col is None and types[chosen][0] in CPU_TYPES:
         metadata["view"] = "cpu"
-    if any(n == 0 for n in samples.values()) and cpu is None:  # pragma: no cover (filtered above)
-        samples = {k: n for k, n in samples.items() if n}
     return Profile(samples, metadata, cpu)
 
 
@@ -534,19 +407,8 @@ def _reject(text: str) -> Any:
     raise ValueError(text)
 
 
-def _value_type(buf: bytes, a: int, b: int) -> tuple[int, int]:
-    t = u = 0
-    for field, wire, v, _end in _fields(buf, a, b):
-        if wire == _VARINT:
-            if field == 1:
-                t = v
-            elif field == 2:
-                u = v
-    return t, u
-
-
-def _choose_columns(types: list[tuple[str, str]], scalars: dict[int, int], strings: list[str],
-                    value: int | str | None, fail: Any) -> tuple[int, int | None]:
+def _choose_columns(types: list[tuple[str, str]], default: int, strings: list[str],
+                    value: int | str | None) -> tuple[int, int | None]:
     """(column for ``samples``, column for ``cpu_samples`` or None)."""
     names = [t for t, _u in types]
     wall = next((i for i, t in enumerate(names) if t in WALL_TYPES), None)
@@ -567,7 +429,6 @@ def _choose_columns(types: list[tuple[str, str]], scalars: dict[int, int], strin
     elif ("samples", "count") in types:
         chosen = types.index(("samples", "count"))
     else:
-        default = scalars.get(14, 0)
         default_name = strings[default] if 0 < default < len(strings) else ""
         chosen = names.index(default_name) if default_name in names else len(types) - 1
     return chosen, (cpu if cpu is not None and cpu != chosen and chosen == wall else None)
@@ -592,34 +453,6 @@ def _period_divisor(vtype: tuple[str, str], period_type: tuple[str, str] | None,
 
 # --------------------------------------------------------------------------- encoding
 
-def _put_varint(out: bytearray, v: int) -> None:
-    if v < 0:
-        v += 1 << 64
-    while v >= 0x80:
-        out.append((v & 0x7F) | 0x80)
-        v >>= 7
-    out.append(v)
-
-
-def _put_len(out: bytearray, field: int, payload: bytes | bytearray) -> None:
-    _put_varint(out, (field << 3) | _LEN)
-    _put_varint(out, len(payload))
-    out += payload
-
-
-def _put_int(out: bytearray, field: int, v: int) -> None:
-    if v:
-        _put_varint(out, field << 3)
-        _put_varint(out, v)
-
-
-def _packed_bytes(values: list[int]) -> bytearray:
-    buf = bytearray()
-    for v in values:
-        _put_varint(buf, v)
-    return buf
-
-
 def dump(profile: Profile) -> bytes:
     """A gzip-compressed ``profile.proto`` for ``go tool pprof`` and the engines that ingest it.
 
@@ -628,8 +461,11 @@ def dump(profile: Profile) -> bytes:
     ``cpu/nanoseconds`` when the profile has CPU counts; the nanosecond
     columns need the sampling interval and are left out without one. Each
     sample carries its thread as the ``thread_name`` label, and the
-    metadata's pid as a ``pid`` label.
+    metadata's pid as a ``pid`` label; metadata pprof has no field for goes
+    in a comment (``plop metadata: {...}``) that plop reads back.
     """
+    from plop import __version__
+
     meta = profile.metadata
     strings: dict[str, int] = {"": 0}
 
@@ -649,28 +485,19 @@ def dump(profile: Profile) -> bytes:
     if cpu is not None:
         types.append(("cpu", "nanoseconds") if period else ("cpu-samples", "count"))
 
-    out = bytearray()
+    msg = profile_pb2.Profile()
     for t, u in types:
-        vt = bytearray()
-        _put_int(vt, 1, s(t))
-        _put_int(vt, 2, s(u))
-        _put_len(out, 1, vt)
-
+        msg.sample_type.add(type=s(t), unit=s(u))
     functions: dict[tuple[str, str, int], int] = {}
     locations: dict[Frame, int] = {}
-    loc_msgs = bytearray()
-    fn_msgs = bytearray()
+    add_location, add_function, add_sample = msg.location.add, msg.function.add, msg.sample.add
     thread_key, pid_key = s("thread_name"), s("pid")
     pid = meta.get("pid")
-    pid_label = bytearray()
-    if type(pid) is int:
-        _put_int(pid_label, 1, pid_key)
-        _put_int(pid_label, 3, pid)
-    labels: dict[str, bytes] = {}
+    has_pid = type(pid) is int and -(1 << 63) <= pid < 1 << 63
     keys = list(profile.samples)
     if cpu is not None:
         keys += [k for k in cpu if k not in profile.samples]
-    for key in sorted(keys, key=lambda k: (k[0], [tuple(f) for f in k[1]])):
+    for key in keys:
         thread, stack = key
         if type(thread) is not str:
             raise ValueError("thread names must be strings")
@@ -690,67 +517,37 @@ def dump(profile: Profile) -> bytes:
                 fid = functions.get(fkey)
                 if fid is None:
                     fid = functions[fkey] = len(functions) + 1
-                    fn = bytearray()
-                    _put_int(fn, 1, fid)
-                    _put_int(fn, 2, s(frame.funcname))
-                    _put_int(fn, 3, s(frame.funcname))
-                    _put_int(fn, 4, s(frame.filename))
-                    _put_int(fn, 5, frame.firstlineno)
-                    _put_len(fn_msgs, 5, fn)
+                    name = s(frame.funcname)
+                    add_function(id=fid, name=name, system_name=name, filename=s(frame.filename),
+                                 start_line=frame.firstlineno)
                 lid = locations[frame] = len(locations) + 1
-                line = bytearray()
-                _put_int(line, 1, fid)
-                _put_int(line, 2, frame.lineno)
-                loc = bytearray()
-                _put_int(loc, 1, lid)
-                _put_len(loc, 4, line)
-                _put_len(loc_msgs, 4, loc)
+                add_location(id=lid).line.add(function_id=fid, line=frame.lineno)
             ids.append(lid)
         values = [n]
         if period:
             values.append(n * period)
         if cpu is not None:
             values.append(c * period if period else c)
-        sample = bytearray()
-        if ids:
-            _put_len(sample, 1, _packed_bytes(ids))
-        _put_len(sample, 2, _packed_bytes(values))
-        label = labels.get(thread)
-        if label is None:
-            lb = bytearray()
-            _put_int(lb, 1, thread_key)
-            _put_int(lb, 2, s(thread))
-            label = labels[thread] = bytes(lb)
-        _put_len(sample, 3, label)
-        if pid_label:
-            _put_len(sample, 3, pid_label)
-        _put_len(out, 2, sample)
-    out += loc_msgs
-    out += fn_msgs
+        sample = add_sample(location_id=ids, value=values)
+        sample.label.add(key=thread_key, str=s(thread))
+        if has_pid:
+            sample.label.add(key=pid_key, num=pid)
     start, duration = meta.get("start_time"), meta.get("duration")
-    time_nanos = int(start * 1e9) if _is_number(start) and start > 0 else 0
-    duration_nanos = int(duration * 1e9) if _is_number(duration) and duration > 0 else 0
-    period_vt = bytearray()
+    if _is_number(start) and start > 0:
+        msg.time_nanos = int(start * 1e9)
+    if _is_number(duration) and duration > 0:
+        msg.duration_nanos = int(duration * 1e9)
     if period:
-        _put_int(period_vt, 1, s(types[1][0]))
-        _put_int(period_vt, 2, s("nanoseconds"))
-    default = s(types[1][0]) if period else s("samples")
-    from plop import __version__
-    comments = [s(f"plop {__version__}")]
+        msg.period_type.type = s(types[1][0])
+        msg.period_type.unit = s("nanoseconds")
+        msg.period = period
+    msg.default_sample_type = s(types[1][0]) if period else s("samples")
+    msg.comment.append(s(f"plop {__version__}"))
     rest = {k: v for k, v in meta.items() if k not in _MAPPED_METADATA}
     if rest:
-        comments.append(s(METADATA_COMMENT + json.dumps(rest, sort_keys=True, allow_nan=False)))
-    for text in strings:  # string_table (field 6): every string, in index order
-        _put_len(out, 6, text.encode("utf-8", "backslashreplace"))
-    _put_int(out, 9, time_nanos)
-    _put_int(out, 10, duration_nanos)
-    if period:
-        _put_len(out, 11, period_vt)
-        _put_int(out, 12, period)
-    for comment in comments:
-        _put_int(out, 13, comment)
-    _put_int(out, 14, default)
-    return gzip.compress(bytes(out), compresslevel=6, mtime=0)
+        msg.comment.append(s(METADATA_COMMENT + json.dumps(rest, sort_keys=True, allow_nan=False)))
+    msg.string_table.extend(text.encode("utf-8", "backslashreplace").decode("utf-8") for text in strings)
+    return gzip.compress(msg.SerializeToString(), compresslevel=6, mtime=0)
 
 
 def _is_number(v: Any) -> bool:
