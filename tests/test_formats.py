@@ -536,37 +536,6 @@ def test_collapsed_writer_handles_frames_without_location():
     assert dumps(profile, "flamegraph") == b"main;? 2\n"
 
 
-# --------------------------------------------------------------------------- speedscope
-
-def test_speedscope_structure():
-    profile = rich_profile()
-    doc = json.loads(dumps(profile, "speedscope"))
-    assert doc["$schema"] == "https://www.speedscope.app/file-format-schema.json"
-    assert doc["exporter"].startswith("plop ")
-    assert doc["name"] == "app.py --flag"
-    frames = doc["shared"]["frames"]
-    assert all(isinstance(fr["name"], str) and isinstance(fr["file"], str) for fr in frames)
-    assert {"name": "work", "file": "/srv/app/w.py", "line": 7} in frames
-    names = [p["name"] for p in doc["profiles"]]
-    assert names[0] == "MainThread" and len(names) == len(set(names)) == len(profile.threads())
-    total = 0
-    for p in doc["profiles"]:
-        assert p["type"] == "sampled" and p["unit"] == "none" and p["startValue"] == 0
-        assert len(p["samples"]) == len(p["weights"])
-        assert sum(p["weights"]) == p["endValue"]
-        assert all(0 <= i < len(frames) for sample in p["samples"] for i in sample)
-        total += p["endValue"]
-    assert total == profile.total_samples
-    main = doc["profiles"][0]
-    stacks = [[frames[i]["name"] for i in s] for s in main["samples"]]
-    assert ["<module>", "main", "work"] in stacks  # outermost first
-
-
-def test_speedscope_empty_profile():
-    doc = json.loads(dumps(Profile(), "speedscope"))
-    assert doc["profiles"] == [] and doc["shared"]["frames"] == []
-
-
 # --------------------------------------------------------------------------- sniffing
 
 def test_sniff_positive():

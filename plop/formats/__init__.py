@@ -11,11 +11,13 @@ kind into a data directory):
 * ``"collapsed"``: ``frame;frame;... count`` lines, as written by the original
   plop's flamegraph output, ``py-spy record --format raw`` and the stackcollapse
   scripts for flamegraph.pl (:mod:`plop.formats.collapsed`);
+* ``"speedscope"``: speedscope's JSON, sampled (py-spy, plop) or evented
+  (pyinstrument) (:mod:`plop.formats.speedscope`);
 * ``"pprof"``: pprof's ``profile.proto``, gzip- or zstd-compressed or raw, from
   Go, Datadog, Pyroscope or plop (:mod:`plop.formats.pprof`);
 
 and writes the native format, collapsed stacks (``"flamegraph"``), speedscope
-JSON (:mod:`plop.formats.speedscope`) and pprof. Each format lives in its own
+and pprof. Each format lives in its own
 module; this package is the one API in front of them. Every input is treated
 as hostile: sizes are checked before reading, non-regular files are refused,
 parsers are linear and bounded, and every problem surfaces as one exception
@@ -61,7 +63,7 @@ _WRITERS: dict[str, Callable[[Profile], bytes]] = {
 def sniff(head: bytes) -> str | None:
     """Name the format of a file from its first bytes, or ``None``.
 
-    Returns ``"plop"``, ``"legacy"``, ``"collapsed"`` or ``"pprof"``. The viewer calls this
+    Returns ``"plop"``, ``"legacy"``, ``"collapsed"``, ``"speedscope"`` or ``"pprof"``. The viewer calls this
     on every file of a directory to pick out profiles, so it looks at no more
     than 4 KiB, is a few regular-expression matches, and errs towards ``None``:
     JSON, Python source, logs, images and empty files are not profiles. An
@@ -79,6 +81,8 @@ def sniff(head: bytes) -> str | None:
         return "legacy"
     if collapsed.sniff(head):
         return "collapsed"
+    if speedscope.sniff(head):
+        return "speedscope"
     if pprof.sniff(head):  # binary: last, after every text format has said no
         return "pprof"
     return None
@@ -110,6 +114,8 @@ def loads(data: bytes, *, name: str = "<data>") -> Profile:
         data = data[len(_BOM):]
     if kind == "plop":
         return native.load(data, name)
+    if kind == "speedscope":
+        return speedscope.load(data, name)
     if kind == "pprof" or data.startswith((pprof.GZIP_MAGIC, pprof.ZSTD_MAGIC)):
         return pprof.load(data, name)
     if kind == "legacy" or legacy.is_empty(data):
@@ -122,7 +128,7 @@ def loads(data: bytes, *, name: str = "<data>") -> Profile:
     if not data.strip():
         raise ProfileFormatError("empty file", name)
     raise ProfileFormatError(
-        "not a profile (not plop JSON, a legacy plop dict, collapsed stacks or pprof)", name)
+        "not a profile (not plop JSON, a legacy plop dict, collapsed stacks, speedscope or pprof)", name)
 
 
 def format_for_path(path: str | os.PathLike[str]) -> str:

@@ -50,7 +50,7 @@ MAX_DECOMPRESSED = DEFAULT_MAX_BYTES
 #: Deepest stack accepted, counting inlined frames.
 MAX_DEPTH = 65536
 
-WALL_TYPES = ("wall", "wall-time", "wall_time", "walltime")
+WALL_TYPES = ("wall", "wall-time", "wall_time", "walltime", "wall-samples")
 CPU_TYPES = ("cpu", "cpu-time", "cpu_time", "cpu-samples", "cpu_samples")
 _TIME_UNITS = {"nanoseconds": 1e-9, "microseconds": 1e-6, "milliseconds": 1e-3, "seconds": 1.0}
 _THREAD_LABELS = ("thread_name", "thread name")
@@ -358,7 +358,6 @@ def _build(msg: Any, name: str, value: int | str | None) -> Profile:
             c //= divisor[cpu_col]
             if c:
                 cpu[key] = min(cpu.get(key, 0) + c, MAX_COUNT)
-                samples.setdefault(key, 0)
 
     def unit(col: int) -> str:
         return "samples" if divisor[col] > 1 or types[col][1] == "count" else types[col][1]
@@ -459,7 +458,8 @@ def dump(profile: Profile) -> bytes:
     Sample types are ``samples/count``, then ``wall/nanoseconds`` (``cpu/`` for
     an on-CPU profile: modes ``prof``/``virtual``, or a CPU view), then
     ``cpu/nanoseconds`` when the profile has CPU counts; the nanosecond
-    columns need the sampling interval and are left out without one. Each
+    columns need the sampling interval: without one, a profile with CPU
+    counts has ``wall-samples/count`` and ``cpu-samples/count`` instead. Each
     sample carries its thread as the ``thread_name`` label, and the
     metadata's pid as a ``pid`` label; metadata pprof has no field for goes
     in a comment (``plop metadata: {...}``) that plop reads back.
@@ -483,7 +483,10 @@ def dump(profile: Profile) -> bytes:
     if period:
         types.append(("cpu" if on_cpu else "wall", "nanoseconds"))
     if cpu is not None:
-        types.append(("cpu", "nanoseconds") if period else ("cpu-samples", "count"))
+        if period:
+            types.append(("cpu", "nanoseconds"))
+        else:  # counts only, but a reader must still tell wall from CPU
+            types += [("wall-samples", "count"), ("cpu-samples", "count")]
 
     msg = profile_pb2.Profile()
     for t, u in types:
@@ -527,7 +530,7 @@ def dump(profile: Profile) -> bytes:
         if period:
             values.append(n * period)
         if cpu is not None:
-            values.append(c * period if period else c)
+            values += [c * period] if period else [n, c]
         sample = add_sample(location_id=ids, value=values)
         sample.label.add(key=thread_key, str=s(thread))
         if has_pid:
