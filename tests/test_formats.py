@@ -588,7 +588,11 @@ def test_sniff_fixture_non_profiles():
     assert sniff((FIXTURES / "README.md").read_bytes()[:4096]) is None
     assert sniff((FIXTURES / "tmpl_work.py").read_bytes()[:4096]) is None
     assert sniff(Path(__file__).read_bytes()[:4096]) is None
-    assert sniff(Path(formats.__file__).read_bytes()[:4096]) is None
+    for source in Path(formats.__file__).parent.iterdir():  # every module, the .proto and its gencode
+        if source.is_file():
+            assert sniff(source.read_bytes()[:4096]) is None, source.name
+    for go in (FIXTURES / "go-spin").iterdir():
+        assert sniff(go.read_bytes()[:4096]) is None, go.name
 
 
 def test_sniff_is_cheap_on_large_input():

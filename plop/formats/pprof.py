@@ -37,9 +37,6 @@ import json
 import zlib
 from typing import Any
 
-from google.protobuf.message import DecodeError
-
-from plop.formats import profile_pb2
 from plop.formats._common import DEFAULT_MAX_BYTES, MAX_COUNT, ProfileFormatError, _count
 from plop.profile import Frame, Profile, StackKey
 
@@ -230,6 +227,9 @@ def load(data: bytes, name: str, *, value: int | str | None = None) -> Profile:
     first wall-clock type, as described in the module's docstring.
     """
     raw = decompress(data, name)
+    from google.protobuf.message import DecodeError
+
+    from plop.formats import profile_pb2  # imported when needed: 10 ms that most processes never spend
     msg = profile_pb2.Profile()
     try:
         msg.ParseFromString(raw)
@@ -465,6 +465,7 @@ def dump(profile: Profile) -> bytes:
     in a comment (``plop metadata: {...}``) that plop reads back.
     """
     from plop import __version__
+    from plop.formats import profile_pb2
 
     meta = profile.metadata
     strings: dict[str, int] = {"": 0}
