@@ -355,6 +355,7 @@ def test_one_gigabyte_file_is_refused_before_reading(tmp_path):
 @pytest.mark.parametrize("head", [
     b"", b"hello world\n", b'{"a": 1}', b"# comment\n", b"\n\n\n", b"main 3\n", bytes(range(256)),
     gzip.compress(b"just a gzipped log line\n" * 20), b"\x1f\x8b\x08\x00garbage",
+    b"\x28\xb5\x2f\xfd" + b"\xff" * 64,  # zstd magic, corrupt frame header
 ])
 def test_sniff_says_no_to_non_pprof(head):
     assert sniff(head) != "pprof"

@@ -90,7 +90,7 @@ def sniff(head: bytes) -> bool:
         return inner is not None and _sniff_raw(inner)
     if head.startswith(ZSTD_MAGIC):
         inner = _decompress_head(head)
-        return inner is None or not inner or _sniff_raw(inner)
+        return inner is not None and (not inner or _sniff_raw(inner))
     return _sniff_raw(head)
 
 
