@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import zlib
 from collections import Counter
 from pathlib import Path
@@ -106,6 +107,17 @@ def test_pid_labels_of_several_processes_prefix_threads():
     assert "pid" not in merged.metadata
     one = loads(minimal([labelled(7, 2), labelled(7, 3)], [LOC], [FUNC], strings))
     assert one.samples == {("main", (frame,)): 5} and one.metadata["pid"] == 7
+
+
+def test_merged_profile_of_several_processes_round_trips_with_pid_labels(tmp_path):
+    merged = Profile({("pid 1 main", (MAIN,)): 2, ("pid 2 main", (WORK,)): 3, ("pid 2", (HELPER,)): 1})
+    data = dumps(merged, "pprof")
+    assert loads(data).samples == merged.samples
+    path = tmp_path / "m.pb.gz"
+    path.write_bytes(data)
+    text = go_pprof("-raw", str(path))
+    assert text.count("pid:[1]") == 1 and text.count("pid:[2]") == 2
+    assert text.count("thread_name:[main]") == 2
 
 
 def test_format_for_path_and_extension():
@@ -379,3 +391,12 @@ def test_viewer_lists_pprof_and_keeps_listing_beside_a_hostile_one(tmp_path):
         assert directory.load(entries["plop.pb.gz"]).cpu_samples == wall_cpu_profile().cpu_samples
     finally:
         directory.close()
+
+
+def test_codec_benchmark_runs():
+    """benchmarks/pprof_codec.py end to end on a small profile (a smoke test: no timing assertions)."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "pprof_codec.py"
+    out = subprocess.run([sys.executable, str(script), "--stacks", "300", "--functions", "50", "--runs", "1"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "plop loads (parse+check+build)" in out.stdout and "ratio plop loads / bare walk" in out.stdout

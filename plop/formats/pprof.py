@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import zlib
 from typing import Any
 
@@ -51,6 +52,8 @@ WALL_TYPES = ("wall", "wall-time", "wall_time", "walltime", "wall-samples")
 CPU_TYPES = ("cpu", "cpu-time", "cpu_time", "cpu-samples", "cpu_samples")
 _TIME_UNITS = {"nanoseconds": 1e-9, "microseconds": 1e-6, "milliseconds": 1e-3, "seconds": 1.0}
 _THREAD_LABELS = ("thread_name", "thread name")
+#: How plop names the threads of a profile merged from several processes (as py-spy's collapsed files do).
+_PID_THREAD = re.compile(r"pid ([0-9]{1,18})(?: (.*))?", re.S)
 #: A comment starting with this holds the plop metadata that pprof has no field for, as JSON.
 METADATA_COMMENT = "plop metadata: "
 #: Metadata keys that travel in pprof's own fields (or are made by the reader).
@@ -461,7 +464,8 @@ def dump(profile: Profile) -> bytes:
     columns need the sampling interval: without one, a profile with CPU
     counts has ``wall-samples/count`` and ``cpu-samples/count`` instead. Each
     sample carries its thread as the ``thread_name`` label, and the
-    metadata's pid as a ``pid`` label; metadata pprof has no field for goes
+    metadata's pid as a ``pid`` label (a thread named ``pid 12 main``, from
+    a profile merged over processes, is ``thread_name`` main and ``pid`` 12); metadata pprof has no field for goes
     in a comment (``plop metadata: {...}``) that plop reads back.
     """
     from plop import __version__
@@ -533,9 +537,14 @@ def dump(profile: Profile) -> bytes:
         if cpu is not None:
             values += [c * period] if period else [n, c]
         sample = add_sample(location_id=ids, value=values)
-        sample.label.add(key=thread_key, str=s(thread))
-        if has_pid:
-            sample.label.add(key=pid_key, num=pid)
+        m = _PID_THREAD.fullmatch(thread)
+        if m is not None:  # a merged profile of several processes: "pid 12 MainThread"
+            sample.label.add(key=thread_key, str=s(m.group(2) or ""))
+            sample.label.add(key=pid_key, num=int(m.group(1)))
+        else:
+            sample.label.add(key=thread_key, str=s(thread))
+            if has_pid:
+                sample.label.add(key=pid_key, num=pid)
     start, duration = meta.get("start_time"), meta.get("duration")
     if _is_number(start) and start > 0:
         msg.time_nanos = int(start * 1e9)
