@@ -13,8 +13,8 @@ process for that long and answers with the profile.
 Query parameters: ``seconds`` (default 10, at most ``max_seconds``, default
 300; more is a 400), ``mode`` (``real``, ``prof`` or ``virtual``; default
 ``real``), ``interval`` (seconds between samples, default 0.01), ``format``
-(``plop``, ``flamegraph`` (or ``collapsed``), ``speedscope``; default
-``plop``) and ``view`` (``wall`` or ``cpu``; ``cpu`` needs a ``real`` profile).
+(``plop``, ``flamegraph`` (or ``collapsed``), ``speedscope``, ``pprof``;
+default ``plop``) and ``view`` (``wall`` or ``cpu``; ``cpu`` needs a ``real`` profile).
 
 When rolling profiles (:func:`plop.start`) are running, the answer is taken
 from them (the samples of the requested period) instead of sampling twice;
@@ -49,6 +49,7 @@ _CONTENT_TYPES = {
     "plop": "application/json",
     "flamegraph": "text/plain; charset=utf-8",
     "speedscope": "application/json",
+    "pprof": "application/octet-stream",
 }
 
 

@@ -144,8 +144,8 @@ def _clean_service(service: str | None) -> str:
 
 
 def window_pattern(service: str) -> re.Pattern[str]:
-    """Matches the file names of the windows ``service`` writes; groups: stamp, pid."""
-    return re.compile(r"%s-(\d{8}T\d{6}\.\d{3}Z)-(\d+)\.plop\Z" % re.escape(_clean_service(service)))
+    """Matches the file names of the windows ``service`` writes (native or pprof); groups: stamp, pid."""
+    return re.compile(r"%s-(\d{8}T\d{6}\.\d{3}Z)-(\d+)\.(?:plop|pb\.gz)\Z" % re.escape(_clean_service(service)))
 
 
 class LiveProfiler:
@@ -167,7 +167,10 @@ class LiveProfiler:
         max_files: int | None = None,
         max_bytes: int | None = None,
         overhead_budget: float | None = 0.01,
+        format: str = "plop",
     ) -> None:
+        if format not in ("plop", "pprof"):
+            raise ValueError("windows are written as format 'plop' or 'pprof', not %r" % (format,))
         if mode not in MODES:
             raise ValueError("unknown mode %r: choose one of %s" % (mode, ", ".join(sorted(MODES))))
         try:
@@ -203,6 +206,7 @@ class LiveProfiler:
         self._budget_history: list[WindowCost] = []
         self._rate_change: dict[str, float] | None = None
         self._last_rate_log = -RATE_LOG_PERIOD
+        self.format = format
         self.files: list[str] = []
         #: windows cut so far (written or not)
         self.windows_cut = 0
@@ -413,11 +417,11 @@ class LiveProfiler:
         return path
 
     def _write(self, profile: Profile, start: float) -> str | None:
-        name = "%s-%s-%d.plop" % (self.service, _stamp(start), os.getpid())
+        name = "%s-%s-%d.%s" % (self.service, _stamp(start), os.getpid(), formats.EXTENSIONS[self.format])
         path = os.path.join(self.datadir, name)
         try:
             os.makedirs(self.datadir, exist_ok=True)
-            formats.dump(profile, path, "plop")
+            formats.dump(profile, path, self.format)
         except Exception as exc:
             self._warn_once("write", "cannot write profiles to %s (%s); profiling goes on, further "
                             "write errors are not reported" % (self.datadir, exc))
@@ -628,6 +632,7 @@ def start(
     max_files: int | None = None,
     max_bytes: int | None = None,
     overhead_budget: float | None = 0.01,
+    format: str = "plop",
 ) -> LiveProfiler:
     """Start profiling the whole process; returns the handle (see :class:`LiveProfiler`).
 
@@ -640,7 +645,7 @@ def start(
                 "call plop.stop() before starting it again" % (_active.mode, _active.datadir))
         handle = LiveProfiler(datadir=datadir, mode=mode, interval=interval, window=window,
                               service=service, labels=labels, max_files=max_files,
-                              max_bytes=max_bytes, overhead_budget=overhead_budget)
+                              max_bytes=max_bytes, overhead_budget=overhead_budget, format=format)
         return activate(handle)
 
 

@@ -29,7 +29,7 @@ DEFAULT_DATADIR = "profiles"
 
 USAGE = (
     "python -m plop.collector [--mode prof|virtual|real] [--interval S] [--duration S]\n"
-    "       [--datadir DIR | -o FILE] [--format plop|flamegraph|speedscope] [--max-stacks N]\n"
+    "       [--datadir DIR | -o FILE] [--format plop|flamegraph|speedscope|pprof] [--max-stacks N]\n"
     "       [--window S [--service NAME] [--max-files N] [--max-bytes N] [--label K=V]...]\n"
     "       (script.py | -m module) [args...]"
 )
@@ -61,7 +61,7 @@ def _parser() -> _Parser:
     out.add_argument("--datadir", default=None,
                      help="directory for the profile, created if missing (default %s)" % DEFAULT_DATADIR)
     out.add_argument("-o", "--output", default=None, metavar="FILE", help="write the profile to FILE")
-    parser.add_argument("--format", "-f", choices=("plop", "flamegraph", "speedscope"), default=None,
+    parser.add_argument("--format", "-f", choices=formats.FORMATS, default=None,
                         help="file format (default plop, or what -o FILE's extension names)")
     parser.add_argument("--max-stacks", type=int, default=None, metavar="N",
                         help="keep only the N most frequent stacks (default: all)")

@@ -9,8 +9,8 @@ import pytest
 from plop import _pysampler
 
 ROOT = Path(__file__).resolve().parents[1]
-#: Real files written by other tools (the original plop, py-spy), beside the project.
-FIXTURES = ROOT.parent / "shared" / "fixtures"
+#: Real files written by other tools (the original plop, py-spy, ...): see fixtures/README.md.
+FIXTURES = ROOT / "tests" / "fixtures"
 
 
 def pure_and_compiled(pure: object, module: str, attr: str | None = None) -> list:

@@ -149,7 +149,7 @@ def test_file_name_report_and_profile_contents(tmp_path, program):
 
 
 @pytest.mark.parametrize("fmt,ext", [("plop", ".plop"), ("flamegraph", ".flame"),
-                                     ("speedscope", ".speedscope.json")])
+                                     ("speedscope", ".speedscope.json"), ("pprof", ".pb.gz")])
 def test_formats_and_datadir(tmp_path, program, fmt, ext):
     out = run(["-m", "plop.collector", "--format", fmt, "--datadir", "deep/er", "sub/prog.py"], cwd=tmp_path)
     assert out.returncode == 0, out.stderr

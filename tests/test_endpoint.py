@@ -92,6 +92,16 @@ async def test_speedscope(http_client, base_url):
 
 
 @pytest.mark.gen_test(timeout=30)
+async def test_pprof(http_client, base_url):
+    response = await profile_under_load(http_client, base_url, "seconds=0.5&format=pprof&mode=real")
+    assert response.code == 200
+    assert response.headers["Content-Type"] == "application/octet-stream"
+    assert ".pb.gz" in response.headers.get("Content-Disposition", "")
+    profile = formats.loads(response.body)
+    assert response.body.startswith(b"\x1f\x8b") and profile.total_samples > 0 and profile.has_cpu
+
+
+@pytest.mark.gen_test(timeout=30)
 async def test_second_request_gets_409(http_client, base_url):
     import asyncio
 
@@ -112,7 +122,7 @@ async def test_second_request_gets_409(http_client, base_url):
     ("seconds=abc", "/debug/plop"),
     ("seconds=3", "/debug/short"),
     ("mode=wall", "/debug/plop"),
-    ("format=pprof", "/debug/plop"),
+    ("format=pdf", "/debug/plop"),
     ("interval=0", "/debug/plop"),
     ("view=gpu", "/debug/plop"),
 ])

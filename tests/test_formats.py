@@ -16,7 +16,7 @@ from plop import formats
 from plop.formats import ProfileFormatError, dump, dumps, format_for_path, load, loads, sniff, write_atomic
 from plop.profile import Frame, Profile
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 LEGACY = FIXTURES / "tmpl_work.legacy-plop-0.4.0.plop"
 LEGACY_FLAME = FIXTURES / "tmpl_work.legacy-plop-0.4.0.flame"
 PYSPY = FIXTURES / "tmpl_work.py-spy-0.4.3.collapsed"
@@ -351,7 +351,7 @@ def test_legacy_million_nested_parentheses_refused_fast():
     start = time.perf_counter()
     for data in (b"{(" + b"(" * 1_000_000, b"{((" + b"[" * 1_000_000 + b"'a'"):
         with pytest.raises(ProfileFormatError, match="nested more than 32"):
-            formats._load_legacy(data, "deep")
+            formats.legacy.load(data, "deep")
     with pytest.raises(ProfileFormatError):
         loads(b"{" + b"(" * 1_000_000)
     assert time.perf_counter() - start < 2
@@ -378,6 +378,22 @@ def test_plop_040_flamegraph_fixture_skips_none_line():
     assert Frame("/usr/local/lib/python3.11/difflib.py", "find_longest_match", 0, 379) in frames
     assert Frame("<frozen importlib._bootstrap>", "_find_and_load", 0, 1176) in frames
     assert all(stack[0].funcname == "_run_module_as_main" for _t, stack in profile.samples)
+
+
+def test_plop_040_flamegraph_none_line_is_line_unknown():
+    """plop 0.4.0 wrote ``(difflib.py:None)`` when Python had no line: same file, line 0."""
+    assert b"find_longest_match (/usr/local/lib/python3.11/difflib.py:None)" in LEGACY_FLAME.read_bytes()
+    profile = load(LEGACY_FLAME)
+    frames = {fr for _t, stack in profile.samples for fr in stack}
+    assert not any(fr.filename.endswith(":None") for fr in frames)
+    difflib = "/usr/local/lib/python3.11/difflib.py"
+    assert Frame(difflib, "find_longest_match", 0, 0) in frames
+    assert {fr.filename for fr in frames if fr.funcname == "find_longest_match"} == {difflib}
+    parsed = loads(b"f (a.py:None);g (a.py:3) 2\n")
+    assert parsed.samples == {("", (Frame("a.py", "f", 0, 0), Frame("a.py", "g", 0, 3))): 2}
+    # "None" is a line only after the last colon: a file name may hold ":None" elsewhere.
+    assert loads(b"f (a:None.py:4);g (b.py:1) 1\n").samples == {
+        ("", (Frame("a:None.py", "f", 0, 4), Frame("b.py", "g", 0, 1))): 1}
 
 
 def test_pyspy_fixture():
@@ -520,37 +536,6 @@ def test_collapsed_writer_handles_frames_without_location():
     assert dumps(profile, "flamegraph") == b"main;? 2\n"
 
 
-# --------------------------------------------------------------------------- speedscope
-
-def test_speedscope_structure():
-    profile = rich_profile()
-    doc = json.loads(dumps(profile, "speedscope"))
-    assert doc["$schema"] == "https://www.speedscope.app/file-format-schema.json"
-    assert doc["exporter"].startswith("plop ")
-    assert doc["name"] == "app.py --flag"
-    frames = doc["shared"]["frames"]
-    assert all(isinstance(fr["name"], str) and isinstance(fr["file"], str) for fr in frames)
-    assert {"name": "work", "file": "/srv/app/w.py", "line": 7} in frames
-    names = [p["name"] for p in doc["profiles"]]
-    assert names[0] == "MainThread" and len(names) == len(set(names)) == len(profile.threads())
-    total = 0
-    for p in doc["profiles"]:
-        assert p["type"] == "sampled" and p["unit"] == "none" and p["startValue"] == 0
-        assert len(p["samples"]) == len(p["weights"])
-        assert sum(p["weights"]) == p["endValue"]
-        assert all(0 <= i < len(frames) for sample in p["samples"] for i in sample)
-        total += p["endValue"]
-    assert total == profile.total_samples
-    main = doc["profiles"][0]
-    stacks = [[frames[i]["name"] for i in s] for s in main["samples"]]
-    assert ["<module>", "main", "work"] in stacks  # outermost first
-
-
-def test_speedscope_empty_profile():
-    doc = json.loads(dumps(Profile(), "speedscope"))
-    assert doc["profiles"] == [] and doc["shared"]["frames"] == []
-
-
 # --------------------------------------------------------------------------- sniffing
 
 def test_sniff_positive():
@@ -603,7 +588,11 @@ def test_sniff_fixture_non_profiles():
     assert sniff((FIXTURES / "README.md").read_bytes()[:4096]) is None
     assert sniff((FIXTURES / "tmpl_work.py").read_bytes()[:4096]) is None
     assert sniff(Path(__file__).read_bytes()[:4096]) is None
-    assert sniff(Path(formats.__file__).read_bytes()[:4096]) is None
+    for source in Path(formats.__file__).parent.iterdir():  # every module, the .proto and its gencode
+        if source.is_file():
+            assert sniff(source.read_bytes()[:4096]) is None, source.name
+    for go in (FIXTURES / "go-spin").iterdir():
+        assert sniff(go.read_bytes()[:4096]) is None, go.name
 
 
 def test_sniff_is_cheap_on_large_input():
@@ -681,16 +670,18 @@ def test_loads_requires_bytes():
 # --------------------------------------------------------------------------- writing
 
 def test_format_names():
-    assert formats.FORMATS == ("plop", "flamegraph", "speedscope")
-    assert formats.EXTENSIONS == {"plop": "plop", "flamegraph": "flame", "speedscope": "speedscope.json"}
+    assert formats.FORMATS == ("plop", "flamegraph", "speedscope", "pprof")
+    assert formats.EXTENSIONS == {"plop": "plop", "flamegraph": "flame", "speedscope": "speedscope.json",
+                                  "pprof": "pb.gz"}
     for ext, expected in [("a.flame", "flamegraph"), ("a.COLLAPSED", "flamegraph"), ("a.txt", "flamegraph"),
                           ("a.json", "speedscope"), ("a.speedscope.json", "speedscope"),
+                          ("a.pb.gz", "pprof"), ("a.PPROF", "pprof"), ("cpu.pb", "pprof"),
                           ("a.plop", "plop"), ("plop.out", "plop"), ("noext", "plop")]:
         assert format_for_path(ext) == expected
     for fmt, ext in formats.EXTENSIONS.items():
         assert format_for_path("x." + ext) == fmt
     with pytest.raises(ValueError, match="unknown profile format"):
-        dumps(Profile(), "pprof")
+        dumps(Profile(), "pdf")
 
 
 @pytest.mark.parametrize("fmt", ["plop", "flamegraph", "speedscope", "collapsed"])
@@ -760,3 +751,17 @@ def test_native_load_is_fast_enough_for_big_profiles():
     start = time.perf_counter()
     assert loads(data) == profile
     assert time.perf_counter() - start < 3  # ~0.1 s; generous for a shared machine
+
+
+# --------------------------------------------------------------------------- fixtures
+
+def test_fixtures_live_in_the_repository_and_are_described():
+    """Every fixture file is in tests/fixtures and named in its README (what made it, how)."""
+    root = Path(__file__).resolve().parents[1]
+    assert FIXTURES.is_dir() and root in FIXTURES.resolve().parents
+    readme = (FIXTURES / "README.md").read_text()
+    files = sorted(p.name for p in FIXTURES.iterdir() if p.name != "README.md" and p.is_file())
+    assert files
+    missing = [name for name in files if f"`{name}`" not in readme]
+    assert not missing, missing
+

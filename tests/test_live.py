@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from plop import formats
-from plop.live import window_pattern
+from plop.live import LiveProfiler, window_pattern
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -135,6 +135,26 @@ def test_start_twice_is_an_error_and_restart_after_stop_works(tmp_path):
     assert len(windows(tmp_path / "d", "twice")) == 1
     assert len(windows(tmp_path / "d", "again")) == 1
     assert not (tmp_path / "d2").exists()
+
+
+def test_windows_in_pprof_format(tmp_path):
+    run_script(tmp_path, '''
+        h = plop.start(datadir="d", window=0.2, service="web", mode="prof", interval=0.005,
+                       overhead_budget=None, format="pprof")
+        wait_for(lambda: len(h.files) >= 2)
+        burn_for(0.3)
+        h.stop()
+    ''')
+    wins = windows(tmp_path / "d", "web")
+    assert len(wins) >= 3 and all(p.name.endswith(".pb.gz") for p, _ in wins)
+    assert all(formats.sniff(p.read_bytes()[:4096]) == "pprof" for p, _ in wins)
+    merged = wins[0][1]
+    for _p, prof in wins[1:]:
+        merged = merged.merged(prof)
+    assert merged.metadata["service"] == "web" and merged.metadata["mode"] == "prof"
+    assert share(merged, "burn_for") > 0.5
+    with pytest.raises(ValueError, match="'plop' or 'pprof'"):
+        LiveProfiler(format="flamegraph")
 
 
 def test_record_writes_one_file_in_the_format_its_extension_names(tmp_path):

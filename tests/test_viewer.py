@@ -21,7 +21,7 @@ from plop.viewer.listing import DataDirectory
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT.parent / "shared" / "fixtures"
+FIXTURES = ROOT / "tests" / "fixtures"
 HOSTILE = "<img src=x onerror=alert(1)>"
 
 MAIN = Frame("/srv/app/server.py", "main", 10, 12)

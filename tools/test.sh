@@ -4,11 +4,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian's Chromium drives the browser tests (Playwright never downloads a browser here).
-if [ ! -x /usr/bin/chromium ]; then
+# Debian packages: Chromium drives the browser tests (Playwright never downloads a browser
+# here); golang-go's `go tool pprof` checks that plop's pprof files read as plop meant them.
+NEED=""
+[ -x /usr/bin/chromium ] || NEED="$NEED chromium fonts-dejavu-core"
+command -v go >/dev/null 2>&1 || NEED="$NEED golang-go"
+if [ -n "$NEED" ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium fonts-dejavu-core >/dev/null
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $NEED >/dev/null
 fi
 
 # The package itself (building its optional C sampler) and the test extra.

@@ -55,7 +55,8 @@ class Entry:
     path: str
     size: int
     mtime_ns: int
-    #: ``"plop"``, ``"legacy"``, ``"collapsed"``, or ``None`` (``.plop`` name, unknown content).
+    #: ``"plop"``, ``"legacy"``, ``"collapsed"``, ``"speedscope"``, ``"pprof"``, or ``None``
+    #: (``.plop`` name, unknown content).
     format: str | None
     #: Why the file cannot be read as a profile, or ``None``.
     error: str | None = None
