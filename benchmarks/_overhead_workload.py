@@ -7,9 +7,9 @@ CONFIG is one of
   floor     a Python signal handler that only counts its calls, at RATE
   plop040   plop 0.4.0's Collector in "real" mode (its own handler); the parent
             puts plop 0.4.0 first on PYTHONPATH, and it is the only plop here
-  pure      plop's pure-Python Sampler installed as the SIGALRM handler
-  c         plop's compiled Sampler installed as the SIGALRM handler
-  c_cpu     the compiled Sampler with track_cpu=True
+  pure      plop's pure-Python Sampler, its own thread sampling at RATE
+  c         plop's compiled Sampler, its own thread sampling at RATE
+  c_cpu     the compiled Sampler with track_cpu=True (as plop.collector runs it)
 WORKLOAD is depth30, depth150 (CPU-bound pure Python with that many frames on
 the stack) or threads4 (the main thread and three others each running a
 quarter of the depth-30 work). ITERATIONS is the total amount of work.
@@ -195,19 +195,33 @@ def main() -> None:
         import plop
 
         where = plop.__file__
-        # constructed as plop.collector does for mode="real"
+        import _thread
+
+        # constructed as plop.collector does for mode="real"; no signal: a thread of its own
         sampler = Sampler(track_cpu=config == "c_cpu", interval=interval, clock=time.CLOCK_MONOTONIC)
-        handler = sampler  # installed directly, as plop.collector does
-        signal.signal(SIG, sampler)
+
+        def sampler_on() -> None:
+            generation = sampler.arm()
+            _thread.start_new_thread(sampler.run, (generation,))
+            while not sampler.looping:
+                time.sleep(0.0001)
+
         samples = lambda: sampler.samples_taken  # noqa: E731
         inside = lambda: sampler.sample_time  # noqa: E731
     else:
         raise SystemExit(f"unknown config {config!r}")
     signal.siginterrupt(SIG, False)  # as plop 0.4.0 does
 
+    thread_sampler = config in ("pure", "c", "c_cpu")
+
     def switch(state: str) -> None:
         timer(False)
+        if thread_sampler and sampler.running:
+            sampler.stop()
         if state == "on":
+            if thread_sampler:
+                sampler_on()
+                return
             signal.signal(SIG, handler)
         elif state == "floor":
             signal.signal(SIG, floor)
@@ -215,6 +229,8 @@ def main() -> None:
             timer(True)
 
     def stop() -> None:
+        if thread_sampler:
+            sampler.stop()
         if config == "plop040":
             switch("on")
             collector.stop()  # busy-waits for its handler to see the next signal

@@ -13,9 +13,10 @@ Profilers compared, each measurement in its own fresh ``python -S`` process:
 * plop 0.4.0's Collector from PyPI (its handler: sys._current_frames(), one
   (filename, lineno, name) tuple per frame, a list per sample), driven like its
   own main(): Collector(interval, mode="real"), start(duration), run, stop();
-* plop's pure-Python sampler and plop's compiled sampler, installed directly as
-  the signal handler (as plop.collector does), and the compiled one with
-  track_cpu=True (as for wall-clock profiles).
+* plop's pure-Python sampler and plop's compiled sampler, each on a thread of
+  its own as plop.collector runs them (no signal), and the compiled one with
+  track_cpu=True (as the collector runs it). Their slices are "sampler thread
+  running" against "off"; the floor slices keep the signal timer.
 
 Workloads: CPU-bound pure Python with 30 and with 150 frames on the stack, and
 four busy threads (the main thread and three others) at depth 30.
