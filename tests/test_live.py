@@ -544,7 +544,10 @@ def test_command_line_rolling_profiles_of_a_prefork_program(tmp_path):
     for _, prof in wins:
         assert prof.metadata["labels"] == {"env": "test"} and prof.metadata["mode"] == "real"
         for (_thread, stack) in prof.samples:
-            assert stack[0].funcname == "<module>"  # the runner's frames are hidden
+            # the runner's frames are hidden; at exit the main thread may be seen
+            # waiting for its threads in threading._shutdown, called by the interpreter
+            assert stack[0].funcname == "<module>" or (
+                stack[0].funcname == "_shutdown" and stack[0].filename.endswith("threading.py"))
     assert "wrote" in proc.stderr and "api" in proc.stderr
     bad = subprocess.run([sys.executable, "-m", "plop.collector", "--window", "1", "-o", "x.plop", "server.py"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
