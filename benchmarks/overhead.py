@@ -506,7 +506,10 @@ def main(argv: list[str] | None = None) -> int:
           "medians over rounds ± half the interquartile range. Wall-clock sampling (plop mode \"real\"). "
           "Slowdown and CPU are against the mean of the round's two baseline runs. py-spy's CPU "
           "includes py-spy's own process. Load average (1 min) during the runs: "
-          f"{min(loads):.2f}-{max(loads):.2f} (at start {load_start[0]:.2f}, at end {load_end[0]:.2f}).")
+          f"{min(loads):.2f}-{max(loads):.2f} (at start {load_start[0]:.2f}, at end {load_end[0]:.2f}); "
+          "highest per round: " + ", ".join(
+              f"{max(run['load'] for run in runs if run['round'] == r and 'load' in run):.1f}"
+              for r in sorted({run['round'] for run in runs if 'load' in run})) + ".")
     print()
     print("\n".join(table(summary, profilers)))
     print()
