@@ -1,59 +1,56 @@
-"""Benchmark: what one sample costs, plop vs the original plop 0.4.0.
+"""Benchmark: snapshots, slowdown and CPU per snapshot of plop's sampler thread vs other profilers.
 
-    python benchmarks/overhead.py                  # full run, about 4 minutes
+    python benchmarks/overhead.py                  # full run, about 5 minutes
     python benchmarks/overhead.py --quick          # smoke run, seconds, numbers meaningless
     python benchmarks/overhead.py --no-reference   # leave out plop 0.4.0 (no download)
+    python benchmarks/overhead.py --no-pyspy       # leave out py-spy (no download)
 
-Profilers compared, each measurement in its own fresh ``python -S`` process:
+Why this shape. The question issue 11 asks is what users get: does a thread
+pool whose main thread waits get sampled at the asked rate, what does
+sampling slow down, and what does a snapshot cost the machine. So each
+measurement is a whole profiled program in its own fresh ``python -S``
+process, profiled the way each profiler is normally used, and every figure
+is a ratio against an unprofiled run of the same work in the same round: on
+a shared 2-vCPU VM the same work drifts by percents from one minute to the
+next, far more than 100 samples a second cost.
 
-* no profiler (the baseline);
-* the floor: a Python signal handler that only counts its calls, on the same
-  ITIMER_REAL/SIGALRM timer: what any Python-level signal sampler pays before
-  doing anything (kernel delivery, the eval-loop check, one Python call);
-* plop 0.4.0's Collector from PyPI (its handler: sys._current_frames(), one
-  (filename, lineno, name) tuple per frame, a list per sample), driven like its
-  own main(): Collector(interval, mode="real"), start(duration), run, stop();
-* plop's pure-Python sampler and plop's compiled sampler, each on a thread of
-  its own as plop.collector runs them (no signal), and the compiled one with
-  track_cpu=True (as the collector runs it). Their slices are "sampler thread
-  running" against "off"; the floor slices keep the signal timer.
+Workloads (benchmarks/_overhead_workload.py): ``pool``, the issue's program
+(``ThreadPoolExecutor(2)`` mapping a pure-Python ``burn(3_000_000)`` over 8
+items while the main thread waits); ``main``, pure-Python work on the main
+thread 30 frames deep, ~1.5 s.
 
-Workloads: CPU-bound pure Python with 30 and with 150 frames on the stack, and
-four busy threads (the main thread and three others) at depth 30.
+Profilers, all sampling wall-clock time at 100 Hz and 1000 Hz:
+plop's new sampler thread, compiled and pure-Python (``PLOP_PURE_PYTHON=1``),
+``Collector(1/rate, mode="real")``; today's signal sampler, the same call
+into commit 062fc34 (the release before the sampler thread), extracted with
+``git archive`` into benchmarks/.cache/ and built there; plop 0.4.0 from PyPI
+(its Collector, mode "real"); py-spy (``py-spy record -r RATE --format raw
+--threads --idle``: ``--idle`` so that the waiting main thread's samples are
+kept and can be counted).
 
-Part 1, CPU time. Configurations are shuffled within each round; every run
-is a new process. On a shared, noisy machine (a 2-vCPU VM, say) the CPU time
-of the *same* work drifts by tens of percent from one tenth of a second to
-the next, far more than a sampler costs, so "CPU of the profiled process -
-CPU of the unprofiled process" over whole runs is noise (+-200 us per sample
-here). Instead each profiled process cycles through short slices in three
-states: its own handler on the timer, the floor handler on the timer, timer
-off (rotating the order), and records, around each slice,
-getrusage(RUSAGE_SELF) user+sys CPU time, the work done and the samples each
-handler took. Per group of three adjacent slices, CPU = r x work + c x
-samples + f x floor samples is solved: c is the profiler's CPU cost per
-sample, c - f its cost above the floor, both measured under the same machine
-conditions. The table shows the sample-weighted median over all groups of all
-rounds, +- half the interquartile range of that median when the rounds are
-bootstrapped. The floor row comes from processes that alternate floor/off.
-Slowdowns are wall time per unit of work, profiler on vs timer off, in the
-same groups. "in handler" is sample_time / samples_taken, as measured by the
-handler itself. The baseline processes only give the "no profiler" CPU time.
+Rounds: every configuration once per round (the baseline twice: the second
+run is a control showing the machine's own noise), in a shuffled order;
+figures are medians over rounds, ± half the interquartile range over rounds.
 
-Part 2, instructions (when valgrind is installed; --no-valgrind skips it).
-Under callgrind each configuration runs the same work twice, timer off then
-on, and the phases are told apart by callgrind dumps. Instructions per
-sample = (instructions(on) - instructions(off)) / samples: user space only
-(no kernel signal delivery), but deterministic to a few instructions, which
-CPU time on this kind of machine is not.
-
-plop 0.4.0 is fetched with pip into benchmarks/.cache/ on first use (its
-package is also called ``plop``: it only ever runs in its own processes).
+* snapshots/s: plop's ``samples_taken`` (and 0.4.0's) over the time the
+  collector ran; for py-spy, the samples of the main thread inside the
+  measured work (one per snapshot, thanks to ``--idle``) over its wall time.
+* slowdown: wall time of the work / the mean of the round's two baseline runs.
+* CPU/snapshot, outside: (user + sys CPU of the whole run from ``os.wait4``,
+  minus the round's baseline mean) / snapshots. For py-spy the process waited
+  for is py-spy itself, so this includes py-spy's own CPU and its child's.
+  It includes fixed costs (imports, py-spy attaching), which dominate at 100 Hz.
+* marginal CPU/snapshot (on the 1000 Hz rows): (CPU at 1000 Hz - CPU at
+  100 Hz) / (snapshots at 1000 Hz - at 100 Hz), per round: fixed costs cancel.
+* own figure: what the profiler says about itself: the new sampler's
+  ``sampler_cpu_time / samples_taken`` (CPU of its own thread only, not what
+  it costs the threads it interrupts); the signal samplers' ``sample_time``
+  per sample (wall time inside the handler); py-spy's own process CPU per
+  snapshot (wait4 of py-spy minus the CPU its child reported at exit).
 """
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import json
 import os
 import platform
@@ -70,24 +67,36 @@ REPO = os.path.dirname(HERE)
 CHILD = os.path.join(HERE, "_overhead_workload.py")
 CACHE = os.path.join(HERE, ".cache")
 REFERENCE = os.path.join(CACHE, "plop-0.4.0")
+SIGNAL_COMMIT = "062fc34"
+SIGNAL_TREE = os.path.join(CACHE, f"plop-{SIGNAL_COMMIT}")
+PYSPY_TARGET = os.path.join(CACHE, "py-spy")
 
-WORKLOADS = ["depth30", "depth150", "threads4"]
-PROFILERS = ["floor", "plop040", "pure", "c", "c_cpu"]
+WORKLOADS = ["pool", "main"]
+WORKLOAD_LABELS = {"pool": "thread pool, main waits", "main": "main thread busy, depth 30"}
+PROFILERS = ["new", "pure", "signal", "plop040", "pyspy"]
 LABELS = {
     "baseline": "no profiler",
-    "floor": "floor: no-op Python handler",
-    "plop040": "plop 0.4.0 Collector",
-    "pure": "plop pure-Python sampler",
-    "c": "plop C sampler",
-    "c_cpu": "plop C sampler, track_cpu",
+    "control": "no profiler, 2nd run (noise control)",
+    "new": "plop sampler thread (C)",
+    "pure": "plop sampler thread (pure Python)",
+    "signal": f"today's signal sampler ({SIGNAL_COMMIT})",
+    "plop040": "plop 0.4.0",
+    "pyspy": "py-spy record",
 }
-SLOW_RATES = [100.0, 1000.0]
-VALGRIND_RATE = 25.0  # Hz of real time; callgrind runs code ~100x slower
-VALGRIND_ITERATIONS = 10_000
+RATES = [100.0, 1000.0]
 
 
 # --------------------------------------------------------------------------
-# set-up
+# set-up: the profilers compared
+
+
+def pip(*cmd: str) -> str | None:
+    """Run pip; None, or why it failed."""
+    proc = subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *cmd],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        return f"`pip {' '.join(cmd)}` failed: {proc.stderr.strip()[-500:]}"
+    return None
 
 
 def fetch_reference() -> str | None:
@@ -97,14 +106,6 @@ def fetch_reference() -> str | None:
     download = os.path.join(CACHE, "download")
     os.makedirs(download, exist_ok=True)
     print("fetching plop 0.4.0 from PyPI into", os.path.relpath(REFERENCE), file=sys.stderr)
-
-    def pip(*cmd: str) -> str | None:
-        proc = subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *cmd],
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            return f"`pip {' '.join(cmd)}` failed: {proc.stderr.strip()[-500:]}"
-        return None
-
     error = pip("download", "--no-deps", "plop==0.4.0", "-d", download)
     if error:
         return error
@@ -120,350 +121,323 @@ def fetch_reference() -> str | None:
     return None
 
 
-def child_env(config: str) -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = REFERENCE if config == "plop040" else REPO
-    env["PYTHONHASHSEED"] = "0"
-    env.pop("PLOP_PURE_PYTHON", None)
-    return env
+def prepare_signal_sampler() -> str | None:
+    """Extract commit 062fc34's plop into the cache and build its extension; an error or None.
 
-
-def probe_import(config: str, module: str) -> str | None:
-    """Can a child of this configuration import module? None, or why not."""
-    proc = subprocess.run([sys.executable, "-S", "-c", f"import {module}"],
-                          env=child_env(config), capture_output=True, text=True)
-    if proc.returncode != 0:
-        lines = proc.stderr.strip().splitlines()
-        return lines[-1] if lines else "import failed"
+    The release before the sampler thread is measured from its own source, not
+    kept runnable in plop/: its timer signal is exactly what the new design removed.
+    """
+    built = os.path.join(SIGNAL_TREE, "plop")
+    if os.path.isdir(built) and any(n.startswith("_sampler.") and n.endswith(".so") for n in os.listdir(built)):
+        return None
+    shutil.rmtree(SIGNAL_TREE, ignore_errors=True)
+    os.makedirs(SIGNAL_TREE)
+    archive = subprocess.run(["git", "-C", REPO, "archive", SIGNAL_COMMIT, "plop", "setup.py", "pyproject.toml",
+                              "README.md", "MANIFEST.in"], capture_output=True)
+    if archive.returncode != 0:
+        shutil.rmtree(SIGNAL_TREE, ignore_errors=True)
+        why = archive.stderr.decode(errors="replace").strip().splitlines()
+        return f"git history unavailable ({why[-1] if why else 'git archive failed'})"
+    subprocess.run(["tar", "-x", "-C", SIGNAL_TREE], input=archive.stdout, check=True)
+    build = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=SIGNAL_TREE,
+                           capture_output=True, text=True)
+    if build.returncode != 0 or not any(n.startswith("_sampler.") for n in os.listdir(built)):
+        return f"its extension did not build: {build.stderr.strip()[-300:]}"
     return None
 
 
-def check_module(config: str, result: dict) -> None:
+def find_pyspy(install: bool) -> tuple[str | None, str | None]:
+    """(path of py-spy, None) or (None, why not): on PATH, in the cache, or installed there with pip."""
+    cached = os.path.join(PYSPY_TARGET, "bin", "py-spy")
+    for path in (shutil.which("py-spy"), cached):
+        if path and os.access(path, os.X_OK):
+            return path, None
+    if not install:
+        return None, "not installed"
+    print("installing py-spy from PyPI into", os.path.relpath(PYSPY_TARGET), file=sys.stderr)
+    error = pip("install", "--target", PYSPY_TARGET, "--upgrade", "py-spy")
+    if error:
+        return None, error
+    if not os.access(cached, os.X_OK):
+        return None, "pip installed no py-spy binary"
+    return cached, None
+
+
+def child_env(profiler: str) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = {"plop040": REFERENCE, "signal": SIGNAL_TREE}.get(profiler, REPO)
+    env["PYTHONHASHSEED"] = "0"
+    env.pop("PLOP_PURE_PYTHON", None)
+    if profiler == "pure":
+        env["PLOP_PURE_PYTHON"] = "1"
+    return env
+
+
+def check_module(profiler: str, result: dict) -> None:
+    """Every run must have profiled with the plop it was meant to."""
     where = result.get("module")
-    if config == "plop040":
-        assert where and where.startswith(REFERENCE), f"plop 0.4.0 not imported from the cache: {where}"
-    elif config not in ("baseline", "floor"):
-        assert where and where.startswith(REPO), f"plop not imported from this checkout: {where}"
+    home = {"plop040": REFERENCE, "signal": SIGNAL_TREE}.get(profiler, REPO)
+    if profiler in ("new", "pure", "signal", "plop040"):
+        assert where and where.startswith(home + os.sep), f"{profiler}: plop imported from {where}"
+    want = {"new": "plop._sampler", "pure": "plop._pysampler"}.get(profiler)
+    if want:
+        assert result.get("sampler") == want, f"{profiler} ran with {result.get('sampler')}"
 
 
-def run_child(config: str, workload: str, rate: float, iterations: int) -> dict:
-    """One timed run; {"error": why} if the child failed."""
-    proc = subprocess.run(
-        [sys.executable, "-S", CHILD, config, workload, repr(rate), str(iterations)],
-        env=child_env(config), capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        lines = proc.stderr.strip().splitlines() or ["no output"]
-        return {"error": lines[-1][:200]}
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    check_module(config, result)
+# --------------------------------------------------------------------------
+# one run
+
+
+def pyspy_snapshots(raw: str) -> int:
+    """Samples of the main thread inside the measured work, in py-spy's raw (collapsed) output.
+
+    With --threads each line starts with the thread; with --idle a waiting
+    thread is kept, so the main thread has exactly one sample per snapshot.
+    """
+    total = 0
+    with open(raw) as f:
+        for line in f:
+            stack, _, count = line.rstrip("\n").rpartition(" ")
+            if "MainThread" in stack and "run_measured (" in stack:
+                total += int(count)
+    return total
+
+
+def run_one(profiler: str, workload: str, rate: float, scale: float, pyspy: str | None, tmp: str) -> dict:
+    """One fresh process; its JSON record plus the CPU os.wait4 saw, or {"error": why}."""
+    kind = {"baseline": "none", "control": "none", "pyspy": "none", "pure": "new"}.get(profiler, profiler)
+    cmd = [sys.executable, "-S", CHILD, kind, workload, repr(rate), repr(scale)]
+    raw = os.path.join(tmp, "pyspy.txt")
+    if profiler == "pyspy":
+        cmd = [pyspy, "record", "-r", str(int(rate)), "--format", "raw", "--threads", "--idle",
+               "-o", raw, "--"] + cmd
+    load = os.getloadavg()[0]
+    with open(os.path.join(tmp, "out"), "w+") as out, open(os.path.join(tmp, "err"), "w+") as err:
+        proc = subprocess.Popen(cmd, env=child_env(profiler), stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        lines = [line for line in out.read().splitlines() if line.startswith("{")]
+        if proc.returncode != 0 or not lines:
+            tail = err.read().strip().splitlines() or ["no output"]
+            return {"profiler": profiler, "workload": workload, "rate": rate, "error": tail[-1][:200]}
+    result = json.loads(lines[-1])
+    result.update(profiler=profiler, load=load, cpu_total=usage.ru_utime + usage.ru_stime)
+    check_module(profiler, result)
+    if profiler == "pyspy":
+        result["samples"] = pyspy_snapshots(raw)
+        result["span"] = result["wall"]
+        result["pyspy_cpu"] = result["cpu_total"] - result["cpu_exit"]
     return result
 
 
-def calibrate(seconds: float) -> int:
-    """Iterations for a baseline depth-30 run of about `seconds` of wall time."""
-    probe_n = 100_000
-    runs = [run_child("baseline", "depth30", 0.0, probe_n) for _ in range(3)]
-    if any("error" in run for run in runs):
-        raise SystemExit(f"the workload itself fails: {runs}")
-    wall = statistics.median(run["wall"] for run in runs)
-    return max(2_000, int(probe_n * seconds / max(wall, 1e-3)))
-
-
-def find_valgrind() -> str | None:
-    return shutil.which("valgrind")
-
-
-def run_callgrind(valgrind: str, config: str, workload: str, tmp: str) -> dict:
-    """Instructions in phase A (timer off) and B (timer on) of one run."""
-    out = os.path.join(tmp, f"{config}-{workload}.out")
-    # sys.executable itself, not a launcher script: valgrind must see python
-    python = os.path.realpath(sys.executable)
-    proc = subprocess.run(
-        [valgrind, "--tool=callgrind", "--dump-before=getppid", f"--callgrind-out-file={out}",
-         python, "-S", CHILD, config, workload, repr(VALGRIND_RATE), str(VALGRIND_ITERATIONS),
-         "phases"],
-        env=child_env(config), capture_output=True, text=True, timeout=900)
-    if proc.returncode != 0:
-        lines = [line for line in proc.stderr.strip().splitlines() if not line.startswith("==")]
-        return {"error": (lines or ["no output"])[-1][:200]}
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    check_module(config, result)
-    for phase, suffix in (("ir_off", ".2"), ("ir_on", ".3")):
-        with open(out + suffix) as f:
-            summary = [line for line in f if line.startswith("summary:")]
-        result[phase] = int(summary[0].split()[1])
-    return result
+def run_rounds(profilers: list[str], rounds: int, scale: float, pyspy: str | None, started: float) -> list[dict]:
+    jobs = [(w, p, 0.0) for w in WORKLOADS for p in ("baseline", "control")]
+    jobs += [(w, p, r) for w in WORKLOADS for p in profilers for r in RATES]
+    print(f"{len(jobs)} runs per round x {rounds} rounds", file=sys.stderr)
+    rng = random.Random(2012)
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="plop-overhead-") as tmp:
+        for r in range(rounds):
+            order = list(jobs)
+            rng.shuffle(order)
+            loads = []
+            for w, p, rate in order:
+                res = run_one(p, w, rate, scale, pyspy, tmp)
+                res["round"] = r
+                runs.append(res)
+                loads.append(os.getloadavg()[0])
+            print(f"  round {r + 1}/{rounds} done ({time.monotonic() - started:.0f} s, "
+                  f"load average {min(loads):.2f}-{max(loads):.2f})", file=sys.stderr)
+    return runs
 
 
 # --------------------------------------------------------------------------
 # statistics
 
 
-def med(values) -> float | None:
+def median_noise(values: list[float]) -> tuple[float | None, float | None]:
+    """Median and half the interquartile range (None with fewer than 4 values)."""
     values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
+    if not values:
+        return None, None
+    noise = None
+    if len(values) >= 4:
+        q1, _, q3 = statistics.quantiles(values, n=4)
+        noise = (q3 - q1) / 2
+    return statistics.median(values), noise
 
 
-def weighted_median(pairs: list[tuple[float, float]]) -> float | None:
-    """Median of (value, weight) pairs, by weight."""
-    pairs = sorted(p for p in pairs if p[1] > 0)
-    total = sum(w for _, w in pairs)
-    if not pairs:
-        return None
-    acc = 0.0
-    for value, weight in pairs:
-        acc += weight
-        if acc >= total / 2:
-            return value
-    return pairs[-1][0]
+def summarise(runs: list[dict], profilers: list[str]) -> tuple[dict, list[str]]:
+    """Figures per (workload, profiler, rate), paired with each round's baseline."""
+    notes = []
+    ok = [run for run in runs if "error" not in run]
+    for run in runs:
+        if "error" in run:
+            notes.append(f"{LABELS[run['profiler']]}, {run['workload']} at {run['rate']:g} Hz, round "
+                         f"{run['round'] + 1} failed and is left out: {run['error']}")
+    index = {(run["workload"], run["profiler"], run["rate"], run["round"]): run for run in ok}
+    rounds = sorted({run["round"] for run in runs})
+    out: dict = {}
+    for w in WORKLOADS:
+        base = {}
+        for r in rounds:
+            pair = [index.get((w, p, 0.0, r)) for p in ("baseline", "control")]
+            pair = [run for run in pair if run]
+            if pair:
+                base[r] = (statistics.fmean(run["wall"] for run in pair),
+                           statistics.fmean(run["cpu_total"] for run in pair))
+        controls = [index[(w, "control", 0.0, r)]["wall"] / index[(w, "baseline", 0.0, r)]["wall"]
+                    for r in rounds if (w, "control", 0.0, r) in index and (w, "baseline", 0.0, r) in index]
+        out[(w, "baseline", 0.0)] = {
+            "wall": median_noise([b[0] for b in base.values()]),
+            "cpu": median_noise([b[1] for b in base.values()]),
+            "control": median_noise(controls),
+        }
+        for p in profilers:
+            for rate in RATES:
+                mine = {r: index[(w, p, rate, r)] for r in rounds if (w, p, rate, r) in index}
+                paired = {r: run for r, run in mine.items() if r in base}
+                per_s = [run["samples"] / run["span"] for run in mine.values() if run["span"] > 0]
+                s = {
+                    "rounds": len(mine),
+                    "rate": median_noise(per_s),
+                    "share_min": min(per_s) / rate if per_s else None,
+                    "slowdown": median_noise([run["wall"] / base[r][0] for r, run in paired.items()]),
+                    "cpu_per": median_noise([(run["cpu_total"] - base[r][1]) / run["samples"]
+                                             for r, run in paired.items() if run["samples"]]),
+                }
+                if p in ("new", "pure"):
+                    s["own"] = median_noise([run["sampler_cpu_time"] / run["samples"]
+                                             for run in mine.values() if run["samples"]])
+                    s["gil_wait"] = median_noise([run["gil_wait"] / run["samples"]
+                                                  for run in mine.values() if run["samples"]])
+                    s["late"] = median_noise([run["late"] / run["samples"]
+                                              for run in mine.values() if run["samples"]])
+                elif p in ("signal", "plop040"):
+                    s["own"] = median_noise([run["sample_time"] / run["samples"]
+                                             for run in mine.values() if run["samples"]])
+                else:
+                    s["own"] = median_noise([run["pyspy_cpu"] / run["samples"]
+                                             for run in mine.values() if run["samples"]])
+                if rate == RATES[-1]:
+                    low = {r: index[(w, p, RATES[0], r)] for r in rounds if (w, p, RATES[0], r) in index}
+                    s["marginal"] = median_noise([
+                        (run["cpu_total"] - low[r]["cpu_total"]) / (run["samples"] - low[r]["samples"])
+                        for r, run in mine.items() if r in low and run["samples"] > low[r]["samples"]])
+                out[(w, p, rate)] = s
+    return out, notes
 
 
-def solve(rows: list[list[float]], rhs: list[float]) -> list[float] | None:
-    """Solve a small square linear system (Gaussian elimination); None if singular."""
-    n = len(rows)
-    m = [list(r) + [b] for r, b in zip(rows, rhs)]
-    for col in range(n):
-        pivot = max(range(col, n), key=lambda i: abs(m[i][col]))
-        if abs(m[pivot][col]) < 1e-12:
-            return None
-        m[col], m[pivot] = m[pivot], m[col]
-        for i in range(n):
-            if i != col:
-                f = m[i][col] / m[col][col]
-                m[i] = [a - f * b for a, b in zip(m[i], m[col])]
-    return [m[i][n] / m[i][i] for i in range(n)]
-
-
-def group_stats(run: dict) -> dict[str, list[tuple[float, float]]]:
-    """Per group of slices (one slice per state) of a run, weighted values:
-    "cost" (CPU per profiler sample), "above" (CPU per profiler sample minus
-    CPU per floor sample, same group), "floor" (CPU per floor sample) and
-    "slowdown" (wall per work with the profiler on / off).
-
-    Within a group, CPU(slice) = r * work + c * profiler samples + f * floor
-    samples is solved for r, c and f: samples that strayed into a neighbouring
-    slice are accounted where they ran.
-    """
-    out: dict[str, list[tuple[float, float]]] = {"cost": [], "above": [], "floor": [], "slowdown": []}
-    slices = run["slices"]
-    if run["config"] == "baseline":
-        return out
-    states = ["floor", "off"] if run["config"] == "floor" else ["floor", "off", "on"]
-    n = len(states)
-    for g in range(0, len(slices) - n + 1, n):
-        group = slices[g:g + n]
-        if sorted(s[5] for s in group) != states or any(s[2] <= 0 for s in group):
-            continue
-        columns = [lambda s: s[2]]
-        if "on" in states:
-            columns.append(lambda s: s[3])
-        if "floor" in states:
-            columns.append(lambda s: s[4])
-        x = solve([[col(s) for col in columns] for s in group], [s[1] for s in group])
-        if x is None:
-            continue
-        by_state = {s[5]: s for s in group}
-        if "on" in states:
-            weight = by_state["on"][3]
-            if weight > 0:
-                out["cost"].append((x[1], weight))
-                if "floor" in states:
-                    out["above"].append((x[1] - x[2], weight))
-            on, off = by_state["on"], by_state["off"]
-            out["slowdown"].append(((on[0] / on[2]) / (off[0] / off[2]), 1.0))
-        elif "floor" in states and by_state["floor"][4] > 0:
-            out["floor"].append((x[-1], by_state["floor"][4]))
-    return out
-
-
-def bootstrap(rounds: list[list[float]], stat, n: int = 300, seed: int = 1) -> list[float]:
-    """stat() of the pooled values, over resamplings of the rounds."""
-    rng = random.Random(seed)
-    out = []
-    for _ in range(n):
-        pooled = [v for _ in rounds for v in rng.choice(rounds)]
-        if pooled:
-            out.append(stat(pooled))
-    return out
-
-
-def half_iqr(values: list[float]) -> float | None:
-    if len(values) < 4:
-        return None
-    q1, _, q3 = statistics.quantiles(values, n=4)
-    return (q3 - q1) / 2
-
-
-def fmt_us(value: float | None, noise: float | None = None) -> str:
-    if value is None:
+def fmt_us(pair: tuple[float | None, float | None] | None) -> str:
+    if not pair or pair[0] is None:
         return "—"
-    text = f"{value * 1e6:.2f} µs"
+    value, noise = pair
+    text = f"{value * 1e6:,.0f} µs" if abs(value) >= 1e-4 else f"{value * 1e6:.1f} µs"
     if noise is not None:
-        text += f" ±{noise * 1e6:.2f}"
+        text += f" ±{noise * 1e6:,.0f}" if noise >= 1e-4 else f" ±{noise * 1e6:.1f}"
     return text
 
 
-def fmt_x(value: float | None) -> str:
-    return "—" if value is None else f"{value:.3f}×"
-
-
-def fmt_ratio(value: float | None, ref: float | None) -> str:
-    if value is None or not ref or ref <= 0:
+def fmt_x(pair: tuple[float | None, float | None] | None) -> str:
+    if not pair or pair[0] is None:
         return "—"
-    text = f"{value / ref:.3f}"
-    if value > 0:
-        text += f" (1/{ref / value:.0f})"
-    return text
+    value, noise = pair
+    return f"{value:.3f}×" + (f" ±{noise:.3f}" if noise is not None else "")
+
+
+OWN_LABELS = {"new": "sampler thread CPU", "pure": "sampler thread CPU", "signal": "in handler (wall)",
+              "plop040": "in handler (wall)", "pyspy": "py-spy process CPU"}
+
+
+def table(summary: dict, profilers: list[str]) -> list[str]:
+    header = ["workload", "profiler", "Hz", "snapshots/s", "of asked", "slowdown", "CPU/snapshot, outside",
+              "marginal CPU/snapshot", "profiler's own figure"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for w in WORKLOADS:
+        b = summary[(w, "baseline", 0.0)]
+        wall, cpu = b["wall"][0], b["cpu"][0]
+        lines.append(f"| {WORKLOAD_LABELS[w]} | {LABELS['baseline']} | — | — | — | 1 (wall {wall:.2f} s, "
+                     f"CPU {cpu:.2f} s) | — | — | — |")
+        lines.append(f"| {WORKLOAD_LABELS[w]} | {LABELS['control']} | — | — | — | {fmt_x(b['control'])} "
+                     f"(vs 1st run) | — | — | — |")
+        for p in profilers:
+            for rate in RATES:
+                s = summary[(w, p, rate)]
+                if not s["rounds"]:
+                    lines.append(f"| {WORKLOAD_LABELS[w]} | {LABELS[p]} | {rate:g} | every run failed | | | | | |")
+                    continue
+                per_s = s["rate"][0]
+                own = fmt_us(s["own"])
+                if own != "—":
+                    own += f" ({OWN_LABELS[p]})"
+                if "gil_wait" in s and s["gil_wait"][0] is not None:
+                    own += f"; GIL wait {s['gil_wait'][0] * 1e3:.2f} ms/snapshot"
+                lines.append(
+                    f"| {WORKLOAD_LABELS[w]} | {LABELS[p]} | {rate:g} | {per_s:.0f} | {per_s / rate:.0%} "
+                    f"| {fmt_x(s['slowdown'])} | {fmt_us(s['cpu_per'])} | {fmt_us(s.get('marginal'))} | {own} |")
+    return lines
 
 
 # --------------------------------------------------------------------------
-# part 1: CPU time
+# verdicts
 
 
-def timing(profilers: list[str], rounds: int, iterations: int, high: float,
-           started: float) -> dict:
-    rates = [high] + [r for r in SLOW_RATES if r != high]
-    jobs = [(w, "baseline", 0.0) for w in WORKLOADS]
-    jobs += [(w, p, r) for w in WORKLOADS for p in profilers for r in rates]
-    print(f"part 1: {len(jobs)} runs per round x {rounds} rounds, {iterations} iterations per run",
-          file=sys.stderr)
-    results: dict[tuple, list[dict]] = {job: [] for job in jobs}
-    rng = random.Random(2012)
-    for r in range(rounds):
-        order = list(jobs)
-        rng.shuffle(order)
-        for job in order:
-            # threads4 samples only while the main thread holds the GIL: run longer
-            n = iterations * 3 // 2 if job[0] == "threads4" else iterations
-            results[job].append(run_child(job[1], job[0], job[2], n))
-        print(f"  round {r + 1}/{rounds} done ({time.monotonic() - started:.0f} s)", file=sys.stderr)
-    return results
+def judge(value: float, noise: float | None, limit: float) -> str:
+    """PASS/FAIL when the median is on one side of the limit by more than the noise."""
+    noise = noise or 0.0
+    if value + noise <= limit:
+        return "PASS"
+    if value - noise > limit:
+        return "FAIL"
+    return "PASS within noise" if value <= limit else "FAIL within noise"
 
 
-def timing_table(results: dict, profilers: list[str], rounds: int, high: float) -> tuple[list[str], dict, list[str]]:
-    notes = []
-    for (w, p, rate), runs in results.items():
-        errors = [run["error"] for run in runs if "error" in run]
-        if errors:
-            notes.append(f"{LABELS[p]}, {w} at {rate:g} Hz: {len(errors)} of {len(runs)} runs failed "
-                         f"and are left out: {errors[0]}")
-
-    def ok(runs):
-        return [run for run in runs if "error" not in run]
-
-    def per_round(w, p, rate, key):
-        return [group_stats(run)[key] for run in ok(results[(w, p, rate)])]
-
-    def estimate(rounds_values):
-        """Weighted median and its noise; nothing from fewer than 8 groups."""
-        pooled = [v for rnd in rounds_values for v in rnd]
-        if len(pooled) < 8:
-            return None, None
-        with_data = [rnd for rnd in rounds_values if rnd]
-        noise = half_iqr(bootstrap(with_data, weighted_median)) if len(with_data) >= 2 else None
-        return weighted_median(pooled), noise
-
-    header = ["workload", "profiler", "samples/s", "cost/sample", "above floor", "in handler", "above floor vs 0.4.0", "slowdown @100 Hz", "slowdown @1000 Hz",
-              "overhead @100 Hz"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    summary: dict[tuple, dict] = {}
+def verdicts(summary: dict, profilers: list[str]) -> list[str]:
+    if "new" not in profilers:
+        return ["No verdicts: the compiled sampler was not built (`python3 setup.py build_ext --inplace`)."]
+    out = []
+    low, high = RATES
     for w in WORKLOADS:
-        base_runs = ok(results[(w, "baseline", 0.0)])
-        depth = base_runs[0]["depth"] if base_runs else "?"
-        label_w = f"4 threads, depth {depth}" if w == "threads4" else f"depth {depth}"
-        base_cpu = med(run["cpu"] for run in base_runs)
-        lines.append(f"| {label_w} | {LABELS['baseline']} | — | CPU {base_cpu:.3f} s/run | — | — | — "
-                     f"| 1× | 1× | — |")
-        stats = {}
-        for p in profilers:
-            if p == "floor":
-                cost, cost_noise = estimate(per_round(w, p, high, "floor"))
-                above = above_noise = None
-            else:
-                cost, cost_noise = estimate(per_round(w, p, high, "cost"))
-                above, above_noise = estimate(per_round(w, p, high, "above"))
-            runs = ok(results[(w, p, high)])
-            inside = med(run["inside"] / run["samples"] for run in runs
-                         if run["inside"] is not None and run["samples"])
-            state = "floor" if p == "floor" else "on"
-            column = 4 if p == "floor" else 3
-            sampled = [s for run in runs for s in run["slices"] if s[5] == state]
-            wall = sum(s[0] for s in sampled)
-            stats[p] = {
-                "cost": cost, "cost_noise": cost_noise, "above": above, "above_noise": above_noise,
-                "inside": inside,
-                "rate": sum(s[column] for s in sampled) / wall if wall else 0.0,
-                "slow100": estimate(per_round(w, p, 100.0, "slowdown"))[0] if p != "floor" else None,
-                "slow1000": estimate(per_round(w, p, 1000.0, "slowdown"))[0] if p != "floor" else None,
-            }
-        ref = stats.get("plop040", {}).get("above")
-        for p in profilers:
-            s = stats[p]
-            ratio = "1" if p == "plop040" and ref is not None else (
-                "—" if p in ("floor", "plop040") else fmt_ratio(s["above"], ref))
-            overhead = "—" if s["cost"] is None else f"{s['cost'] * 100 * 100:.3f} %"
-            lines.append(
-                f"| {label_w} | {LABELS[p]} | {s['rate']:.0f} | {fmt_us(s['cost'], s['cost_noise'])}"
-                f" | {'—' if p == 'floor' else fmt_us(s['above'], s['above_noise'])}"
-                f" | {fmt_us(s['inside'])} | {ratio}"
-                f" | {fmt_x(s['slow100'])} | {fmt_x(s['slow1000'])} | {overhead} |")
-            summary[(w, p)] = s
-    return lines, summary, notes
-
-
-# --------------------------------------------------------------------------
-# part 2: instructions
-
-
-def instructions(valgrind: str, profilers: list[str], started: float) -> dict:
-    jobs = [(w, p) for w in WORKLOADS for p in ["baseline"] + profilers]
-    print(f"part 2: {len(jobs)} runs under callgrind, two at a time", file=sys.stderr)
-    with tempfile.TemporaryDirectory(prefix="plop-callgrind-") as tmp:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-            futures = {job: pool.submit(run_callgrind, valgrind, job[1], job[0], tmp) for job in jobs}
-            results = {job: future.result() for job, future in futures.items()}
-    print(f"  done ({time.monotonic() - started:.0f} s)", file=sys.stderr)
-    return results
-
-
-def instructions_table(results: dict, profilers: list[str]) -> tuple[list[str], dict, list[str]]:
-    notes = []
-    header = ["workload", "profiler", "samples", "instructions/sample", "above floor",
-              "above floor vs 0.4.0"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    summary = {}
+        s = summary[(w, "new", low)]
+        share, share_min = s["rate"][0] / low, s["share_min"]
+        out.append(f"{'PASS' if share >= 0.95 else 'FAIL'}: {w}, {low:g} Hz: snapshots {share:.1%} of asked "
+                   f"(median; worst round {share_min:.1%}); target >= 95%")
+    for rate, limit in ((low, 1.01), (high, 1.10)):
+        for w in WORKLOADS:
+            value, noise = summary[(w, "new", rate)]["slowdown"]
+            control = summary[(w, "baseline", 0.0)]["control"]
+            ctl = f"; baseline-vs-baseline control {control[0]:.3f}×" if control[0] is not None else ""
+            out.append(f"{judge(value, noise, limit)}: {w}, {rate:g} Hz: slowdown {value:.3f}× "
+                       f"±{noise or 0:.3f} (target <= {limit:.2f}{ctl})")
+    parts = []
     for w in WORKLOADS:
-        per = {}
-        for p in ["baseline"] + profilers:
-            res = results[(w, p)]
-            if "error" in res:
-                notes.append(f"callgrind {LABELS[p]}, {w}: failed: {res['error']}")
+        s = summary[(w, "new", high)]
+        text = f"{w} {s['rate'][0]:.0f}/s ({s['rate'][0] / high:.0%} of asked"
+        if s.get("gil_wait") and s["gil_wait"][0] is not None:
+            text += f", GIL wait {s['gil_wait'][0] * 1e3:.2f} ms per snapshot"
+        if "pyspy" in profilers and summary[(w, "pyspy", high)]["rounds"]:
+            text += f"; py-spy, which needs no GIL, {summary[(w, 'pyspy', high)]['rate'][0]:.0f}/s"
+        parts.append(text + ")")
+    out.append(f"REPORT: {high:g} Hz, snapshots the GIL allows: " + "; ".join(parts))
+    if "signal" in profilers:
+        for rate in (high, low):
+            new, old = summary[("main", "new", rate)], summary[("main", "signal", rate)]
+            if new["cpu_per"][0] is None or old["cpu_per"][0] is None:
                 continue
-            delta = res["ir_on"] - res["ir_off"]
-            per[p] = {"samples": res["samples"], "delta": delta,
-                      "per": delta / res["samples"] if res["samples"] else None}
-        label_w = "4 threads, depth 30" if w == "threads4" else f"depth {w[5:]}"
-        if "baseline" in per:
-            lines.append(f"| {label_w} | {LABELS['baseline']} (same work twice) | 0 | "
-                         f"{per['baseline']['delta']:+,d} in total | — | — |")
-        floor = per.get("floor", {}).get("per")
-        ref = None
-        if "plop040" in per and per["plop040"]["per"] is not None and floor is not None:
-            ref = per["plop040"]["per"] - floor
-        for p in profilers:
-            if p not in per:
-                continue
-            s = per[p]
-            above = s["per"] - floor if s["per"] is not None and floor is not None else None
-            s["above"] = above
-            ratio = "1" if p == "plop040" and ref else (
-                "—" if p in ("floor", "plop040") else fmt_ratio(above, ref))
-            per_text = "—" if s["per"] is None else f"{s['per']:,.0f}"
-            above_text = "—" if above is None or p == "floor" else f"{above:,.0f}"
-            lines.append(f"| {label_w} | {LABELS[p]} | {s['samples']} | {per_text} | {above_text} "
-                         f"| {ratio} |")
-            summary[(w, p)] = s
-    return lines, summary, notes
+            value = new["cpu_per"][0] - old["cpu_per"][0]
+            noise = ((new["cpu_per"][1] or 0) ** 2 + (old["cpu_per"][1] or 0) ** 2) ** 0.5
+            extra = ""
+            if rate == high and new.get("marginal") and old.get("marginal") and \
+                    new["marginal"][0] is not None and old["marginal"][0] is not None:
+                extra = (f"; marginal {fmt_us(new['marginal'])} vs {fmt_us(old['marginal'])}")
+            out.append(f"{judge(value, noise, 0.0)}: main, {rate:g} Hz: CPU per snapshot, outside "
+                       f"{fmt_us(new['cpu_per'])} vs today's signal sampler {fmt_us(old['cpu_per'])} "
+                       f"(target: no worse){extra}")
+    else:
+        out.append("NO VERDICT: per-snapshot cost vs today's signal sampler: it could not be run (see notes)")
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -474,144 +448,82 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="a fast smoke run: 2 short rounds, no callgrind (numbers are noise)")
-    parser.add_argument("--no-reference", action="store_true",
-                        help="leave out plop 0.4.0 (no download)")
-    parser.add_argument("--no-valgrind", action="store_true", help="skip part 2 (instructions)")
-    parser.add_argument("--rounds", type=int, help="rounds of interleaved runs (default 6, quick 2)")
-    parser.add_argument("--seconds", type=float,
-                        help="wall seconds of work per run (default 0.3, quick 0.06)")
-    parser.add_argument("--rate", type=float, default=2000.0,
-                        help="sampling rate for the cost-per-sample runs, Hz (default 2000)")
+                        help="a fast smoke run: 1 round of tiny runs (numbers are noise)")
+    parser.add_argument("--no-reference", action="store_true", help="leave out plop 0.4.0 (no download)")
+    parser.add_argument("--no-pyspy", action="store_true", help="leave out py-spy (no download)")
+    parser.add_argument("--rounds", type=int, help="rounds of interleaved runs (default 7, quick 1)")
     parser.add_argument("--json", metavar="PATH", help="also write every raw measurement here")
     args = parser.parse_args(argv)
-    rounds = args.rounds or (2 if args.quick else 6)
-    seconds = args.seconds or (0.06 if args.quick else 0.3)
-    high = args.rate
+    rounds = args.rounds or (1 if args.quick else 7)
+    scale = 0.03 if args.quick else 1.0
     started = time.monotonic()
+    load_start = os.getloadavg()
 
     notes = []
     profilers = list(PROFILERS)
+    probe = subprocess.run([sys.executable, "-S", "-c", "import plop._sampler"], env=child_env("new"),
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        profilers.remove("new")
+        notes.append("plop's compiled sampler is not built, its rows are left out: build it with "
+                     "`python3 setup.py -q build_ext --inplace`")
+    error = prepare_signal_sampler()
+    if error:
+        profilers.remove("signal")
+        notes.append(f"today's signal sampler ({SIGNAL_COMMIT}) left out: {error}")
     if args.no_reference:
         profilers.remove("plop040")
         notes.append("plop 0.4.0 left out (--no-reference).")
     else:
-        error = fetch_reference() or probe_import("plop040", "plop.collector")
+        error = fetch_reference()
         if error:
             profilers.remove("plop040")
             notes.append(f"plop 0.4.0 unavailable, its rows are left out: {error}")
-    error = probe_import("c", "plop._sampler")
-    if error:
-        profilers.remove("c")
-        profilers.remove("c_cpu")
-        notes.append(f"plop's C sampler is not built, its rows are left out ({error}); "
-                     "build it with `pip install -e .`")
-    valgrind = None if (args.quick or args.no_valgrind) else find_valgrind()
-    if not valgrind and not (args.quick or args.no_valgrind):
-        notes.append("valgrind not found: part 2 (instructions) skipped.")
+    pyspy = None
+    if args.no_pyspy:
+        profilers.remove("pyspy")
+        notes.append("py-spy left out (--no-pyspy).")
+    else:
+        pyspy, error = find_pyspy(install=True)
+        if error:
+            profilers.remove("pyspy")
+            notes.append(f"py-spy unavailable, its rows are left out: {error}")
 
-    iterations = calibrate(seconds)
-    t_results = timing(profilers, rounds, iterations, high, started)
-    i_results = instructions(valgrind, profilers, started) if valgrind else None
-
+    runs = run_rounds(profilers, rounds, scale, pyspy, started)
+    load_end = os.getloadavg()
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"timing": [{"round": i, **res} for runs in t_results.values()
-                                  for i, res in enumerate(runs)],
-                       "instructions": list(i_results.values()) if i_results else []}, f, indent=1)
+            json.dump({"python": platform.python_version(), "cpus": os.cpu_count(), "rounds": rounds,
+                       "scale": scale, "load_start": load_start, "load_end": load_end, "runs": runs}, f, indent=1)
+    summary, run_notes = summarise(runs, profilers)
+    notes += run_notes
+    loads = [run["load"] for run in runs if "load" in run]
 
-    t_lines, t_summary, t_notes = timing_table(t_results, profilers, rounds, high)
-    notes += t_notes
-    i_lines = i_summary = None
-    if i_results:
-        i_lines, i_summary, i_notes = instructions_table(i_results, profilers)
-        notes += i_notes
-
-    elapsed = time.monotonic() - started
+    print(f"## plop sampling overhead — Python {platform.python_version()}, {os.cpu_count()} CPUs, "
+          f"{platform.machine()}, {time.strftime('%Y-%m-%d')}")
     print()
-    print(f"## plop sampling overhead — Python {platform.python_version()}, "
-          f"{os.cpu_count()} CPUs, {platform.machine()}")
+    print(f"{rounds} rounds, every run a fresh process, configurations shuffled within each round; "
+          "medians over rounds ± half the interquartile range. Wall-clock sampling (plop mode \"real\"). "
+          "Slowdown and CPU are against the mean of the round's two baseline runs. py-spy's CPU "
+          "includes py-spy's own process. Load average (1 min) during the runs: "
+          f"{min(loads):.2f}-{max(loads):.2f} (at start {load_start[0]:.2f}, at end {load_end[0]:.2f}); "
+          "highest per round: " + ", ".join(
+              f"{max(run['load'] for run in runs if run['round'] == r and 'load' in run):.1f}"
+              for r in sorted({run['round'] for run in runs if 'load' in run})) + ".")
     print()
-    print(f"### CPU time per sample, measured from outside ({high:g} Hz, ITIMER_REAL/SIGALRM)")
-    print()
-    print(f"{rounds} rounds, fresh process per run, {iterations} iterations of work per run "
-          "(1.5 times that with 4 threads). cost/sample: CPU per sample from slices with the "
-          "profiler on vs off in the same process; above floor: vs slices with a no-op Python "
-          "handler in the same process; sample-weighted medians over slice groups, ± half the "
-          "IQR over bootstrapped rounds. overhead @100 Hz = cost/sample × 100/s.")
-    print()
-    print("\n".join(t_lines))
-    if i_lines:
-        print()
-        print(f"### Instructions per sample, callgrind (user space; {VALGRIND_RATE:g} Hz of "
-              f"valgrind time, {VALGRIND_ITERATIONS} iterations per phase)")
-        print()
-        print("\n".join(i_lines))
+    print("\n".join(table(summary, profilers)))
     print()
     for note in notes:
         print(f"* {note}")
     if args.quick:
-        print("* --quick: too few and too short runs for the numbers to mean anything.")
-    print(f"* total time {elapsed:.0f} s.")
+        print("* --quick: tiny runs, one round: the numbers mean nothing.")
+    print(f"* total time {time.monotonic() - started:.0f} s.")
     print()
-    print(verdict(t_summary, i_summary, profilers))
+    print("### Verdicts (issue 11 targets, plop's compiled sampler thread)")
+    print()
+    for line in verdicts(summary, profilers):
+        print(f"* {line}")
     return 0
-
-
-def verdict(t_summary: dict, i_summary: dict | None, profilers: list[str]) -> str:
-    if "c" not in profilers:
-        return "**Verdict:** none: the C sampler was not built."
-    parts = []
-    if "plop040" in profilers:
-        c30, ref = t_summary[("depth30", "c")], t_summary[("depth30", "plop040")]
-        if ref["above"] and ref["above"] > 0 and c30["above"] is not None:
-            ratio = c30["above"] / ref["above"]
-            noise = f" ±{c30['above_noise'] * 1e6:.2f}" if c30["above_noise"] is not None else ""
-            parts.append(f"{'PASS' if ratio <= 1 / 3 else 'FAIL'}: at depth 30 the C sampler costs "
-                         f"{c30['above'] * 1e6:.2f}{noise} µs of CPU per sample above the floor, "
-                         f"{ratio:.2f}× plop 0.4.0's {ref['above'] * 1e6:.2f} µs (target ≤ 1/3)")
-        else:
-            parts.append("no CPU-time verdict on the 1/3 target: plop 0.4.0's cost above the floor "
-                         "was not measurable")
-        if i_summary and ("depth30", "c") in i_summary and ("depth30", "plop040") in i_summary:
-            ci, ri = i_summary[("depth30", "c")].get("above"), i_summary[("depth30", "plop040")].get("above")
-            if ci is not None and ri:
-                ratio = ci / ri
-                parts.append(f"{'PASS' if ratio <= 1 / 3 else 'FAIL'} in instructions: "
-                             f"{ci:,.0f} vs {ri:,.0f} per sample above the floor, {ratio:.3f}×")
-    limit = 0.005 / 100  # seconds per sample for 0.5 % at 100 Hz
-    verdicts, listed = [], []
-    for w in WORKLOADS:
-        c = t_summary[(w, "c")]
-        if c["cost"] is None:
-            continue
-        noise = c["cost_noise"]
-        if noise is None:
-            status = "inconclusive"
-        elif c["cost"] + noise < limit:
-            status = "PASS"
-        elif c["cost"] - noise > limit:
-            status = "FAIL"
-        else:
-            status = "inconclusive"
-        verdicts.append(status)
-        floor = t_summary.get((w, "floor"), {})
-        floor_text = ""
-        if floor.get("cost") is not None:
-            floor_text = f", no-op floor alone {floor['cost'] * 1e4:.2f} %"
-            if floor.get("cost_noise"):
-                floor_text += f" ±{floor['cost_noise'] * 1e4:.2f}"
-        noise_text = f" ±{noise * 1e4:.2f}" if noise is not None else ""
-        listed.append(f"{w} {c['cost'] * 1e4:.2f} %{noise_text} {status}{floor_text}")
-    if verdicts:
-        overall = ("FAIL" if "FAIL" in verdicts else
-                   "PASS" if all(v == "PASS" for v in verdicts) else
-                   "PASS where measurable" if "PASS" in verdicts else "INCONCLUSIVE")
-        parts.append(f"{overall}: the C sampler's implied overhead at 100 Hz (target < 0.5 %): "
-                     + "; ".join(listed))
-    if not parts:
-        return "**Verdict:** nothing measurable (too few samples; runs too short?)."
-    return "**Verdict:** " + "; ".join(parts) + "."
 
 
 if __name__ == "__main__":
