@@ -471,26 +471,28 @@ def test_budget_slows_an_expensive_sampler_to_within_it_and_recovers(tmp_path):
         threads = [threading.Thread(target=deep, args=(200,)) for _ in range(100)]
         for t in threads:
             t.start()
-        h = plop.start(datadir="d", window=0.3, interval=0.004, service="dear", overhead_budget=0.01)
-        wait_for(lambda: h.effective_interval > 0.004 and len(h.files) >= 4)
+        h = plop.start(datadir="d", window=0.3, interval=0.01, service="dear", overhead_budget=0.02)
+        wait_for(lambda: h.effective_interval > 0.01 and len(h.files) >= 4)
         release.set()
         for t in threads:
             t.join()
-        wait_for(lambda: h.effective_interval == 0.004)
+        wait_for(lambda: h.effective_interval == 0.01)
         n = len(h.files)
         wait_for(lambda: len(h.files) >= n + 2)
         h.stop()
     ''', timeout=120)
     wins = [p.metadata for _, p in windows(tmp_path / "d", "dear")]
     changes = [m["rate_change"] for m in wins if "rate_change" in m]
-    assert changes and changes[0]["from"] == 0.004 and changes[0]["to"] > 0.004
-    assert any(c["to"] == 0.004 for c in changes[1:])  # recovered
-    slowed = [m for m in wins if m["effective_interval"] > 0.004 and m["samples_taken"] >= 5]
+    assert changes and changes[0]["from"] == 0.01 and changes[0]["to"] > 0.01
+    assert any(c["to"] == 0.01 for c in changes[1:])  # recovered
+    slowed = [m for m in wins if m["effective_interval"] > 0.01 and m["samples_taken"] >= 5]
     assert slowed
     for m in slowed[1:]:  # once the rate fits: plop's cost within the budget (CPU plus one core)
         # (twice the budget: 0.3 s windows on a shared machine are noisy)
-        assert m["sampler_cpu_time"] <= 0.02 * (m["cpu_time"] + m["duration"]), m
-    assert wins[-1]["effective_interval"] == 0.004
+        assert m["sampler_cpu_time"] <= 0.04 * (m["cpu_time"] + m["duration"]), m
+    # Without the deep threads a snapshot costs well under the budget at 100 Hz (0.03 ms quiet,
+    # 0.08 ms seen under CI's load, against 0.2 ms allowed), so the asked rate holds to the end.
+    assert wins[-1]["effective_interval"] == 0.01
     assert proc.stderr.count("sampling every") == 1, proc.stderr  # rate-limited: one line a minute
 
 
