@@ -64,7 +64,10 @@ the GIL holder to let go at once).
 ``set_countdown(n, callback)``: after ``n`` more snapshots, call
 ``callback()`` once, on the sampler thread. ``set_countdown(0, None)`` cancels.
 
-``take(reset)`` returns ``[(thread, frames, wall, cpu), ...]`` where ``thread``
+``take(reset)`` returns ``(figures, counts)``. ``figures`` is a dict of the
+counters named in :data:`FIGURES`, read at the same instant as the counts, so
+that a window cut from a running sampler has figures that agree with its
+stacks. ``counts`` is ``[(thread, frames, wall, cpu), ...]`` where ``thread``
 is the ``threading.Thread`` object that was running (or the thread ident when
 the thread is unknown to :mod:`threading`), ``frames`` a tuple of
 ``(code, lasti)`` pairs **outermost first**, ``wall`` the sum of the weights
@@ -86,6 +89,10 @@ from typing import Any, Callable
 _current_frames = sys._current_frames
 _perf_counter = time.perf_counter
 _monotonic = time.monotonic
+
+#: The counters take() returns beside the counts (the compiled sampler's too).
+FIGURES = ("samples_taken", "ticks", "sample_time", "gil_wait", "thread_cpu_time", "late", "errors",
+           "truncated")
 
 
 class Sampler:
@@ -111,6 +118,7 @@ class Sampler:
         self.thread_cpu_time = 0.0
         self.late = 0
         self.errors = 0
+        self.truncated = 0  # the pure sampler walks any depth
         # (thread, id(code), lasti, id(code), lasti, ...) innermost first ->
         # [wall, cpu, codes]. Hashing a code object hashes its contents, so the
         # key holds id()s; the entry keeps the codes alive so the ids stay unique.
@@ -125,6 +133,9 @@ class Sampler:
 
     def _init_locks(self) -> None:
         self._cond = threading.Condition(threading.Lock())
+        # Held while a snapshot counts and while take() reads: re-entrant, as
+        # a finalizer run inside a snapshot may call take().
+        self._counting = threading.RLock()
         self._generation = 0
         self._running = False
         self._looping = False
@@ -221,14 +232,15 @@ class Sampler:
             return
         self._busy = True
         t0 = _perf_counter()
-        try:
-            self._sample(frame)
-        except Exception:
-            self.errors += 1
-        finally:
-            self._busy = False
-        self.samples_taken += 1
-        self.sample_time += _perf_counter() - t0
+        with self._counting:
+            try:
+                self._sample(frame)
+            except Exception:
+                self.errors += 1
+            finally:
+                self._busy = False
+            self.samples_taken += 1
+            self.sample_time += _perf_counter() - t0
         if self._countdown:
             self._countdown -= 1
             if not self._countdown:
@@ -305,17 +317,21 @@ class Sampler:
         last[:] = cpu, wall, credit - on_cpu
         return on_cpu
 
-    def take(self, reset: bool) -> list[tuple[Any, tuple[tuple[CodeType, int], ...], int, int]]:
-        counts = self._counts
-        if reset:
-            # Swap in a new table in one assignment: a snapshot taken while we
-            # build the result counts into the new table, not the old one.
-            self._counts = {}
+    def take(self, reset: bool) -> tuple[dict[str, Any], list[tuple[Any, tuple[tuple[CodeType, int], ...], int, int]]]:
+        with self._counting:
+            # Under the lock a snapshot lands in both the figures and the counts, or in neither.
+            figures = {name: getattr(self, name) for name in FIGURES}
+            counts = self._counts
+            if reset:
+                self._counts = {}
+                items = list(counts.items())
+            else:  # the entries are live lists: copy their counts
+                items = [(key, (wall, cpu, codes)) for key, (wall, cpu, codes) in counts.items()]
         result = []
-        for key, (wall, cpu, codes) in list(counts.items()):
+        for key, (wall, cpu, codes) in items:
             frames = tuple(zip(codes, key[2::2]))[::-1]
             result.append((key[0], frames, wall, cpu))
-        return result
+        return figures, result
 
 
 class _Unraisable:

@@ -1284,8 +1284,11 @@ Sampler_set_countdown(Sampler *self, PyObject *const *args, Py_ssize_t nargs)
 
 PyDoc_STRVAR(take_doc,
 "take(reset)\n--\n\n"
-"Return [(thread, frames, wall, cpu), ...]: frames is a tuple of (code, lasti)\n"
-"pairs, outermost first.  With reset, the counts start again from zero.");
+"Return (figures, [(thread, frames, wall, cpu), ...]): frames is a tuple of\n"
+"(code, lasti) pairs, outermost first; figures is a dict of the counters\n"
+"(samples_taken, ticks, sample_time, gil_wait, thread_cpu_time, late, errors,\n"
+"truncated) read at the same instant as the counts, so a window's figures\n"
+"always agree with its stacks.  With reset, the counts start again from zero.");
 
 static PyObject *
 Sampler_take(Sampler *self, PyObject *args, PyObject *kwds)
@@ -1300,6 +1303,14 @@ Sampler_take(Sampler *self, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_RuntimeError, "sampler was cleared");
         return NULL;
     }
+    /* Read the counters before anything that can run Python code (an
+     * allocation can run a finalizer, which can let the sampler thread in):
+     * a snapshot lands either in both the figures and the table, or in
+     * neither. */
+    unsigned long long samples_taken = self->samples_taken, ticks = self->ticks;
+    unsigned long long late = self->late, errors = self->errors, truncated = self->truncated;
+    int64_t sample_ns = self->sample_ns, gil_wait_ns = self->gil_wait_ns;
+    int64_t thread_cpu_ns = self->thread_cpu_ns;
     if (reset) {
         /* Swap first: samples taken while the result is built (a signal
          * handler can run whenever Python code runs, e.g. a finalizer) go
@@ -1356,6 +1367,17 @@ Sampler_take(Sampler *self, PyObject *args, PyObject *kwds)
             goto done;
         }
         PyList_SET_ITEM(result, (Py_ssize_t)i, item);
+    }
+    PyObject *figures = Py_BuildValue(
+        "{sKsKsdsdsdsKsKsK}", "samples_taken", samples_taken, "ticks", ticks,
+        "sample_time", (double)sample_ns / 1e9, "gil_wait", (double)gil_wait_ns / 1e9,
+        "thread_cpu_time", (double)thread_cpu_ns / 1e9, "late", late, "errors", errors,
+        "truncated", truncated);
+    if (figures == NULL) {
+        Py_CLEAR(result);
+    }
+    else {
+        result = Py_BuildValue("(NN)", figures, result);  /* steals both, even on failure */
     }
 
 done:

@@ -261,8 +261,16 @@ class Collector:
         """
         self._root_code = code
 
-    def metadata(self) -> dict[str, Any]:
-        """What a profile's reader needs to know about how it was taken."""
+    def metadata(self, figures: dict[str, Any] | None = None) -> dict[str, Any]:
+        """What a profile's reader needs to know about how it was taken.
+
+        ``figures`` are the sampler's counters as :meth:`profile` took them
+        together with the counts; without them the counters are read now.
+        """
+        if figures is None:
+            figures = {"samples_taken": self.samples_taken, "ticks": self.ticks,
+                       "sample_time": self.sample_time, "thread_cpu_time": self.sampler_cpu_time,
+                       "gil_wait": self.gil_wait, "late": self.late, "errors": self.errors}
         return {
             "mode": self.mode,
             "interval": self.interval,
@@ -273,13 +281,13 @@ class Collector:
             "python_version": platform.python_version(),
             "python_implementation": platform.python_implementation(),
             "command": list(sys.argv),
-            "samples_taken": self.samples_taken,
-            "ticks": self.ticks,
-            "sample_time": round(self.sample_time, 6),
-            "sampler_cpu_time": round(self.sampler_cpu_time, 6),
-            "gil_wait": round(self.gil_wait, 6),
-            "late": self.late,
-            "errors": self.errors,
+            "samples_taken": figures["samples_taken"],
+            "ticks": figures["ticks"],
+            "sample_time": round(figures["sample_time"], 6),
+            "sampler_cpu_time": round(figures["thread_cpu_time"], 6),
+            "gil_wait": round(figures["gil_wait"], 6),
+            "late": figures["late"],
+            "errors": figures["errors"],
             "track_cpu": self.track_cpu,
             "sampler": Sampler.__module__,
         }
@@ -291,8 +299,8 @@ class Collector:
         caller can cut a running collection into consecutive windows with no
         sample counted twice or lost.
         """
-        metadata = self.metadata()
-        entries = self._sampler.take(reset)
+        figures, entries = self._sampler.take(reset)
+        metadata = self.metadata(figures)
         samples: dict[StackKey, int] = {}
         cpu: dict[StackKey, int] | None = {} if self.track_cpu else None
         frames: dict[tuple[CodeType, int], Frame] = {}

@@ -54,6 +54,9 @@ BUDGET_HORIZON = 5
 #: at most one message about rate changes per this many seconds
 RATE_LOG_PERIOD = 60.0
 
+#: The collector's cumulative counters that a window reports as their growth over the window.
+WINDOW_COUNTERS = ("samples_taken", "ticks", "sample_time", "sampler_cpu_time", "gil_wait", "late", "errors")
+
 _module_lock = threading.RLock()
 _active: "LiveProfiler | None" = None
 _hooks_installed = False
@@ -332,15 +335,12 @@ class LiveProfiler:
 
     # -- windows -----------------------------------------------------------------
 
-    def _reset_window_figures(self, collector: Collector | None = None) -> None:
+    def _reset_window_figures(self, counters: dict[str, Any] | None = None) -> None:
+        """Start a window; ``counters`` are the collector's cumulative counters at the cut."""
         self._window_start = time.time()
         self._window_mono = time.monotonic()
         self._window_cpu = time.process_time()
-        self._window_samples = collector.samples_taken if collector else 0
-        self._window_ticks = getattr(collector, "ticks", self._window_samples) if collector else 0
-        self._window_sample_time = collector.sample_time if collector else 0.0
-        self._window_sampler_cpu = collector.sampler_cpu_time if collector else 0.0
-        self._window_errors = collector.errors if collector else 0
+        self._window_counters = dict.fromkeys(WINDOW_COUNTERS, 0) if counters is None else counters
         self._window_write_time = 0.0
 
     def _run(self) -> None:
@@ -375,26 +375,20 @@ class LiveProfiler:
         t0 = time.thread_time()
         self.windows_cut += 1
         profile = collector.profile(reset=True)
-        taken = collector.samples_taken
-        ticks = getattr(collector, "ticks", taken)
-        sample_time = collector.sample_time
-        sampler_cpu = collector.sampler_cpu_time
-        errors = collector.errors
+        # The collector's counters are cumulative, read when the counts were taken (so they
+        # agree with the stacks): the window's are their growth since the previous cut.
+        counters = {name: profile.metadata[name] for name in WINDOW_COUNTERS}
+        window = {name: round(counters[name] - self._window_counters[name], 6) for name in WINDOW_COUNTERS}
         end = time.time()
-        cpu_now = time.process_time()
+        cpu = time.process_time() - self._window_cpu
         profile = _without_plop(profile)
         start = self._window_start
-        samples = taken - self._window_samples
-        handler_time = sample_time - self._window_sample_time
-        sampler_cpu -= self._window_sampler_cpu
-        cpu = cpu_now - self._window_cpu
         write_time_before = self._window_write_time
         meta = profile.metadata
         meta.update(self._common_metadata())
+        meta.update(window)
         meta.update(
             start_time=start, window_start=start, window_end=end, duration=round(end - start, 6),
-            samples_taken=samples, ticks=ticks - self._window_ticks, sample_time=round(handler_time, 6),
-            sampler_cpu_time=round(sampler_cpu, 6), errors=errors - self._window_errors,
             cpu_time=round(cpu, 6), pid=os.getpid(),
             samples_asked=int((cpu if self.mode != "real" else end - start) / self.effective_interval),
         )
@@ -402,16 +396,16 @@ class LiveProfiler:
             meta["rate_change"] = self._rate_change
             self._rate_change = None
         effective = self.effective_interval
-        self._reset_window_figures(collector)
+        self._reset_window_figures(counters)
         self._window_start = end
         self._past = profile if self._past is None else self._past.merged(profile)
         path = None
-        if samples or self.window is None:
+        if window["samples_taken"] or self.window is None:
             path = self._write(profile, start)
         write_time = time.thread_time() - t0
         if not final:
-            self._budget_window(sampler_cpu, write_time + write_time_before, samples, cpu, end - start,
-                                effective)
+            self._budget_window(window["sampler_cpu_time"], write_time + write_time_before,
+                                window["samples_taken"], cpu, end - start, effective)
         else:
             self._window_write_time += write_time
         return path

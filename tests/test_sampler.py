@@ -97,7 +97,9 @@ def inner(sampler, n):
 def counts(sampler, reset=False) -> dict:
     """take() as {(thread, frames): (wall, cpu)}, checking the shapes on the way."""
     result = {}
-    taken = sampler.take(reset)
+    figures, taken = sampler.take(reset)
+    assert figures["samples_taken"] == sampler.samples_taken  # nothing sampled in between here
+    assert figures["ticks"] == sampler.ticks
     assert isinstance(taken, list)
     for item in taken:
         assert isinstance(item, tuple) and len(item) == 4
@@ -278,11 +280,36 @@ def test_take_with_reset_starts_again(Sampler):
     first = counts(s, reset=True)
     assert first[(me, expected)] == (15, 0)
     assert counts(s) == {}
-    assert s.take(False) == []
+    assert s.take(False)[1] == []
     assert s.samples_taken == 15  # the totals are not reset
     again = outer(s, 2)
     assert for_thread(counts(s, reset=True), me) == {again: (2, 0)}
-    assert s.take(True) == []
+    assert s.take(True)[1] == []
+
+
+def test_take_returns_the_figures_of_the_counts_it_takes(Sampler):
+    """Cut while the sampler thread runs fast: each cut's ticks are exactly its stacks' weights.
+
+    take() reads the counters at the same instant as the counts; read after it, a
+    snapshot taken in between went into the next window's stacks but this window's
+    figures.
+    """
+    s = Sampler(interval=0.0005, clock=time.CLOCK_MONOTONIC)
+    me = threading.current_thread()
+    before = s.take(True)[0]["ticks"]
+    cuts = 0
+    with running(s):
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            sum(i * i for i in range(2000))  # let the sampler in between cuts
+            figures, table = s.take(True)
+            weights = sum(w for thread, _frames, w, _cpu in table if thread is me)
+            assert weights == figures["ticks"] - before, cuts
+            assert set(figures) >= {"samples_taken", "sample_time", "gil_wait", "thread_cpu_time",
+                                    "late", "errors", "truncated"}
+            before = figures["ticks"]
+            cuts += bool(weights)
+    assert cuts >= 20  # the sampler did run between cuts
 
 
 def test_many_distinct_stacks(Sampler):
@@ -446,7 +473,7 @@ def test_bad_clock_is_an_error_not_an_exception(Sampler):
     assert s.errors == 2
     assert s.samples_taken == 2
     assert s.ticks == 0
-    assert s.take(False) == []
+    assert s.take(False)[1] == []
 
 
 # --------------------------------------------------------------------------
@@ -467,7 +494,8 @@ def test_track_cpu_tells_spinning_from_sleeping(Sampler):
         try:
             with running(s):
                 deadline = time.monotonic() + 30
-                while s.samples_taken < 60 and time.monotonic() < deadline:
+                # (ticks, not snapshots: a jittered early tick may weigh 0)
+                while s.ticks < 60 and time.monotonic() < deadline:
                     time.sleep(0.01)
         finally:
             stop.set()
@@ -658,7 +686,7 @@ def test_no_reference_leaks(Sampler):
     held = refcounts()
     assert held[0] > refs_before[0]  # the table keeps the codes of its keys alive
     assert held[3] == refs_before[3]  # and no frames
-    table = s.take(True)
+    _, table = s.take(True)
     assert sum(w for t, f, w, c in table if t is me) == 1000
     del table
     gc.collect()
@@ -683,7 +711,7 @@ def test_cycles_through_sampler_are_collected(Sampler):
     t.sampler = s  # the table keeps t alive: s -> t -> s
     t.start()
     t.join()
-    assert any(thread is t for thread, *_ in s.take(False))
+    assert any(thread is t for thread, *_ in s.take(False)[1])
     refs = [weakref.ref(h), weakref.ref(t)]
     del h, t, s
     gc.collect()
