@@ -325,7 +325,9 @@ class Collector:
         return Profile(samples, metadata, cpu)
 
     def _frame(self, code: CodeType, lasti: int) -> Frame:
-        return Frame(code.co_filename, code.co_name, code.co_firstlineno, self._line(code, lasti))
+        # The qualified name (``ProductListHandler.get``, ``outer.<locals>.inner``): three
+        # handlers' ``get`` are three functions, and a reader should see which is which.
+        return Frame(code.co_filename, code.co_qualname, code.co_firstlineno, self._line(code, lasti))
 
     def _line(self, code: CodeType, lasti: int) -> int:
         """The source line of bytecode offset ``lasti`` (what ``frame.f_lineno`` would say)."""

@@ -233,7 +233,7 @@ def test_every_thread_is_sampled_with_its_name():
         assert profile.for_thread(t.name).total_samples == pytest.approx(main_total, rel=0.05)
     for (thread, stack), _n in profile.samples.items():
         if thread.startswith("worker"):
-            assert stack[-1].funcname in ("burn", "worker", "is_set")
+            assert stack[-1].funcname in ("burn", "worker", "Event.is_set")
 
 
 def sleep_phase(seconds: float) -> None:
@@ -346,19 +346,19 @@ def test_frames_carry_function_and_executing_line():
     profile = collector.profile()
     inner_line = inner.__code__.co_firstlineno + 2
     stacks = [(n, stack) for (_t, stack), n in profile.samples.items()
-              if any(f.funcname == "inner" for f in stack)]
+              if any(f.funcname == inner.__qualname__ for f in stack)]
     assert stacks
     _n, stack = max(stacks, key=lambda item: item[0])
     names = [f.funcname for f in stack]
-    top = stack[names.index("inner")]
+    top = stack[names.index(inner.__qualname__)]  # qualified: "test_frames_...<locals>.inner"
     assert top.filename == __file__
     assert top.firstlineno == inner.__code__.co_firstlineno
     assert top.lineno in (inner_line, inner_line + 1)
-    caller = stack[names.index("inner") - 1]
-    assert caller.funcname == "outer"
+    caller = stack[names.index(inner.__qualname__) - 1]
+    assert caller.funcname == outer.__qualname__
     assert caller.lineno == outer.__code__.co_firstlineno + 1
     # Outermost first: the test runner's frames come before ours.
-    assert names.index("outer") > names.index("test_frames_carry_function_and_executing_line")
+    assert names.index(outer.__qualname__) > names.index("test_frames_carry_function_and_executing_line")
 
 
 def test_keeps_all_stacks_and_legacy_stack_counts():
@@ -422,6 +422,33 @@ def test_restart_accumulates_and_reset_clears():
     assert collector.profile().total_samples == 0
 
 
+class ProductListHandler:
+    def get(self, collector, n):
+        spin_until(collector, n)
+
+
+class ReportHandler:
+    def get(self, collector, n):
+        spin_until(collector, n)
+
+
+def spin_until(collector, n):
+    target = collector.samples_taken + n
+    while collector.samples_taken < target:
+        pass
+
+
+def test_methods_of_the_same_name_are_told_apart_by_qualified_name():
+    """Three handlers' ``get`` are three functions: frames carry ``co_qualname``."""
+    collector = Collector(interval=0.001, mode="real")
+    with collector:
+        ProductListHandler().get(collector, 10)
+        ReportHandler().get(collector, 10)
+    names = {f.funcname for (_t, stack) in collector.profile().samples for f in stack}
+    assert {"ProductListHandler.get", "ReportHandler.get"} <= names
+    assert "get" not in names
+
+
 def test_root_code_strips_outer_frames():
     def harness():
         return program()
@@ -435,7 +462,7 @@ def test_root_code_strips_outer_frames():
     collector.set_root(harness.__code__)
     with collector:
         harness()
-    stacks = [s for (t, s) in collector.profile().samples if s and s[0].funcname == "program"]
+    stacks = [s for (t, s) in collector.profile().samples if s and s[0].funcname == program.__qualname__]
     assert stacks, "no stack starts at the program's frame"
 
 

@@ -76,7 +76,7 @@ def native_doc(**overrides):
 def test_native_round_trip(cpu):
     profile = rich_profile(cpu)
     data = dumps(profile)
-    assert data.startswith(b'{"plop": 1')
+    assert data.startswith(b'{"plop": 2')
     loaded = loads(data)
     assert loaded == profile
     assert loaded.has_cpu is cpu
@@ -156,8 +156,15 @@ def test_gc_state_is_restored(enabled):
 
 
 def test_native_newer_major_version_rejected():
-    with pytest.raises(ProfileFormatError, match="version 2 is newer"):
-        loads(native_doc(plop=2))
+    with pytest.raises(ProfileFormatError, match="version 3 is newer"):
+        loads(native_doc(plop=3))
+
+
+def test_native_version_1_files_still_load():
+    """Version 1 (plain co_name) and version 2 (qualified names) have the same rows."""
+    for version in (1, 2):
+        profile = loads(native_doc(plop=version))
+        assert {f.funcname for _t, stack in profile.samples for f in stack} == {"f", "g"}
 
 
 BAD_NATIVE = [
@@ -765,3 +772,18 @@ def test_fixtures_live_in_the_repository_and_are_described():
     missing = [name for name in files if f"`{name}`" not in readme]
     assert not missing, missing
 
+
+
+@pytest.mark.parametrize("format", formats.FORMATS)
+def test_qualified_names_survive_every_format(format):
+    """Method, nested and lambda names as co_qualname gives them come back whole from each writer."""
+    names = ["ProductListHandler.get", "ReportHandler.get", "outer.<locals>.inner",
+             "Shop.search.<locals>.<lambda>", "<module>"]
+    frames = [f(name, "/srv/app/shop.py", 10 * i + 1, 10 * i + 2) for i, name in enumerate(names)]
+    samples = {("MainThread", (frames[4], frames[0], frames[2])): 5,
+               ("MainThread", (frames[4], frames[1], frames[3])): 3}
+    loaded = loads(dumps(Profile(samples, {"mode": "real", "interval": 0.01}), format))
+    got = {frame.funcname for _t, stack in loaded.samples for frame in stack}
+    assert got == set(names)
+    by_leaf = {stack[-1].funcname: n for (_t, stack), n in loaded.samples.items()}
+    assert by_leaf == {"outer.<locals>.inner": 5, "Shop.search.<locals>.<lambda>": 3}

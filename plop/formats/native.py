@@ -18,8 +18,10 @@ from plop.formats._common import (
 )
 from plop.profile import Frame, Profile, StackKey
 
-#: Major version of the native format this module reads and writes.
-NATIVE_VERSION = 1
+#: Major version of the native format this module writes; it reads every version up to it.
+#: Version 2: a frame's funcname is the qualified name (``co_qualname``); in version 1
+#: files it is the plain ``co_name``. The rows are the same shape, so both load alike.
+NATIVE_VERSION = 2
 
 _NATIVE_HEAD = re.compile(rb'\{"plop":')
 
