@@ -592,6 +592,7 @@ class IndexHandler(BaseHandler):
         self.render_page(
             "index.html",
             entries=entries,
+            groups=group_windows((e.name, e.facts) for e in entries if not e.error),
             datadir=self.viewer.datadir.root,
             ignored=self.viewer.datadir.ignored,
             signature=listing_signature(entries),
@@ -611,6 +612,8 @@ class ProfilesHandler(BaseHandler):
                 "signature": listing_signature(entries),
                 "ignored": self.viewer.datadir.ignored,
                 "profiles": [entry_json(e) for e in entries],
+                "groups": [dict(g, view_url="/view?" + urlencode({"service": g["service"]}))
+                           for g in group_windows((e.name, e.facts) for e in entries if not e.error)],
             }
         )
 
