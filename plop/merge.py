@@ -27,7 +27,8 @@ import re
 from typing import Any, Iterable, Mapping, Sequence
 
 from plop.callgraph import CallGraph
-from plop.profile import Frame, Profile, StackKey
+from plop.formats._common import _gc_paused
+from plop.profile import Frame, Profile
 
 Function = tuple[str, str, int]
 
@@ -171,42 +172,52 @@ def merge(profiles: Iterable[Profile], processes: Iterable[tuple[Any, Any]] | No
     hosts_of_pid: dict[int, set] = {}
     for host, pid in known:
         hosts_of_pid.setdefault(pid, set()).add(host)
-    samples: dict[StackKey, int] = {}
-    cpu: dict[StackKey, int] | None = {}
+    # Counts are summed under (thread, stack number) keys: a stack tuple is hashed once per
+    # profile and table (hashing a deep tuple of frames is most of a merge's cost), and the
+    # merged profile's keys are built once per distinct key at the end.
+    wall: dict[tuple[str, int], int] = {}
+    cpu: dict[tuple[str, int], int] | None = {}
     metadata: list[Mapping[str, Any]] = []
     frames: dict[Frame, Frame] = {}
-    stacks: dict[tuple[Frame, ...], tuple[Frame, ...]] = {}
+    numbers: dict[tuple[Frame, ...], int] = {}
+    stacks: list[tuple[Frame, ...]] = []
 
-    def shared(stack: tuple[Frame, ...]) -> tuple[Frame, ...]:
-        known = stacks.get(stack)
-        if known is None:
-            known = stacks[stack] = tuple([frames.setdefault(f, f) for f in stack])
-        return known
+    def number(stack: tuple[Frame, ...]) -> int:
+        numbers[stack] = len(stacks)
+        stacks.append(tuple([frames.setdefault(f, f) for f in stack]))
+        return len(stacks) - 1
 
-    for profile in profiles:
-        metadata.append(profile.metadata)
-        pid = profile.metadata.get("pid")
-        prefix = ""
-        if rename and (profile.metadata.get("hostname"), pid) in known:
-            host = profile.metadata.get("hostname")
-            prefix = "%s pid %d" % (host, pid) if len(hosts_of_pid[pid]) > 1 and host else "pid %d" % pid
-        names: dict[str, str] = {}
-        if profile.cpu_samples is None:
-            cpu = None
-        tables = [(profile.samples, samples)]
-        if cpu is not None and profile.cpu_samples is not None:
-            tables.append((profile.cpu_samples, cpu))
-        for table, into in tables:
-            get = into.get
-            for (thread, stack), n in table.items():
-                name = names.get(thread)
-                if name is None:
-                    name = names[thread] = ("%s %s" % (prefix, thread) if thread else prefix) if prefix else thread
-                key = (name, shared(stack))
-                into[key] = get(key, 0) + n
-    if not metadata:
-        cpu = None
-    return Profile(samples, merged_metadata(metadata), cpu)
+    with _gc_paused():  # many acyclic tuples: the cyclic GC would rescan every profile loaded so far
+        for profile in profiles:
+            metadata.append(profile.metadata)
+            pid = profile.metadata.get("pid")
+            prefix = ""
+            if rename and (profile.metadata.get("hostname"), pid) in known:
+                host = profile.metadata.get("hostname")
+                prefix = "%s pid %d" % (host, pid) if len(hosts_of_pid[pid]) > 1 and host else "pid %d" % pid
+            names: dict[str, str] = {}
+            if profile.cpu_samples is None:
+                cpu = None
+            tables = [(profile.samples, wall)]
+            if cpu is not None and profile.cpu_samples is not None:
+                tables.append((profile.cpu_samples, cpu))
+            # A profile's two tables share their stack objects: numbered by identity after the first hash.
+            seen: dict[int, int] = {}
+            for table, into in tables:
+                get, known_stack, seen_stack = into.get, numbers.get, seen.get
+                for (thread, stack), n in table.items():
+                    name = names.get(thread)
+                    if name is None:
+                        name = names[thread] = ("%s %s" % (prefix, thread) if thread else prefix) if prefix else thread
+                    i = seen_stack(id(stack))
+                    if i is None:
+                        i = known_stack(stack)
+                        seen[id(stack)] = i = number(stack) if i is None else i
+                    key = (name, i)
+                    into[key] = get(key, 0) + n
+        samples = {(name, stacks[i]): n for (name, i), n in wall.items()}
+        on_cpu = None if cpu is None or not metadata else {(name, stacks[i]): n for (name, i), n in cpu.items()}
+    return Profile(samples, merged_metadata(metadata), on_cpu)
 
 
 #: Metadata of one window that a merge cannot keep as it is (the span is recomputed).

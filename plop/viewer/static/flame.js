@@ -88,6 +88,12 @@ function colorOf(node) {
   return color;
 }
 
+/** Text colour readable on a fill (a change's deep reds and blues need white). */
+function inkOn(fill) {
+  const { r, g, b } = window.d3.rgb(fill);
+  return 0.299 * r + 0.587 * g + 0.114 * b < 140 ? "#ffffff" : "#1d2430";
+}
+
 function where(node) {
   if (!node.filename) return "every sample";
   return node.line ? `${node.filename}:${node.line}` : node.filename;
@@ -145,7 +151,7 @@ function draw() {
       if (w >= TEXT_MIN) {
         const chars = Math.floor((w - 8) / CHAR_PX);
         const label = f.node.label;
-        ctx.fillStyle = "#1d2430";
+        ctx.fillStyle = view.diff && !view.matched ? inkOn(fill) : "#1d2430";
         ctx.fillText(label.length <= chars ? label : label.slice(0, Math.max(chars - 1, 1)) + "…", px + 4, y + ROW / 2);
       }
       drawn++;

@@ -202,7 +202,7 @@ function showDiffLegend() {
       `${fmtInt(data.base_only_count)} function${data.base_only_count > 1 ? "s" : ""} only in the base, not drawn `
       + `(${fmtPct(data.base_only_samples, data.base_total_samples)} of its samples): ${names}${data.base_only_count > 3 ? ", …" : ""}`));
   }
-  legendElement.replaceChildren(el("h2", {}, "Compared with the base"), diffLegend(state.diff.max, state.diff.normalize, notes));
+  legendElement.replaceChildren(el("h2", { class: "diff-head" }, "Compared with the base"), diffLegend(state.diff.max, state.diff.normalize, notes));
   legendElement.classList.remove("collapsed");
   legendElement.hidden = false;
 }
