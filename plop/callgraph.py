@@ -396,6 +396,30 @@ class CallGraph:
             "edges": edges,
         }
 
+    def calls_between(self, functions: Iterable[tuple[str, str, int]] | None = None
+                      ) -> dict[tuple[tuple[str, str, int], tuple[str, str, int]], int]:
+        """Samples of each call, keyed by ``(caller, callee)`` functions (`Frame.function`).
+
+        Without ``functions``, every direct call (as the complete graph's
+        edges). With them, only calls between those functions, bridging the
+        others as a trimmed graph's inferred edges do: what another
+        profile's trimmed graph needs to compare its edges with this one.
+        Functions this graph never saw are ignored.
+        """
+        count = len(self._node_frames)
+        names = self.functions
+        if functions is None:
+            weights = self._calls
+        else:
+            index = {function: i for i, function in enumerate(names)}
+            keep = bytearray(count)
+            for function in functions:
+                i = index.get(function)
+                if i is not None:
+                    keep[i] = 1
+            weights = self._stacks.call_weights(keep)
+        return {(names[code // count], names[code % count]): w for code, w in weights.items()}
+
     def find(self, filename: str, funcname: str, firstlineno: int) -> int | None:
         """The node id of a function (its `Frame.function`), or ``None`` when not sampled."""
         for i, frame in enumerate(self._node_frames):

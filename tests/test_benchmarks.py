@@ -49,3 +49,14 @@ def test_overhead_benchmark_quick_run(tmp_path):
     runs = json.loads(raw.read_text())["runs"]
     assert len(runs) == 2 * (2 + 2 * len(profilers))
     assert all("error" not in run for run in runs), [run for run in runs if "error" in run]
+
+
+def test_merge_benchmark_small_run():
+    """benchmarks/merge.py end to end on a few windows: every figure printed (no timing assertions)."""
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "merge.py"), "--runs=1", "--windows=16"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    for figure in ("/data, all windows, cold", "/data, all windows, warm", "/api/top, all windows (merge cached)",
+                   "/data, last hour vs the hour before, cold", "/data, one window, cold"):
+        assert figure in proc.stdout
+    assert "cold merge of 16 windows" in proc.stdout

@@ -66,6 +66,32 @@ def sniff(head: bytes) -> bool:
     return _NATIVE_HEAD.match(head) is not None
 
 
+_METADATA_KEY = re.compile(rb'\n"metadata": ')
+
+
+def head_metadata(head: bytes) -> dict[str, Any] | None:
+    """The metadata of a native file from its first bytes, or ``None`` when they do not hold all of it.
+
+    plop writes the metadata on the file's third line, so the 4 KiB the
+    viewer reads to recognise a file usually hold it: a directory of
+    rolling windows can then be selected by service and time without
+    loading a single profile. Metadata the reader would refuse is ``None``
+    too (loading the file will say why).
+    """
+    found = _METADATA_KEY.search(head, 0, 200)
+    if found is None or not sniff(head):
+        return None
+    try:
+        text = head[found.end():].decode("utf-8", "strict")
+    except UnicodeDecodeError as e:
+        text = head[found.end():found.end() + e.start].decode("utf-8")
+    try:
+        meta, _end = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float).raw_decode(text)
+        return _check_metadata(meta, "metadata")
+    except (ValueError, ProfileFormatError):
+        return None
+
+
 def load(data: bytes, name: str) -> Profile:
     """Parse a native file's bytes (``name`` labels errors)."""
     with _gc_paused():

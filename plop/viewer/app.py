@@ -20,11 +20,14 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import json
+import math
 import os
 import threading
+import time
 import traceback
+from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import tornado.web
 from tornado.ioloop import IOLoop
@@ -32,6 +35,10 @@ from tornado.ioloop import IOLoop
 from plop import formats
 from plop.analysis import FLAME_FRACTION, FilterError, Filters, apply_filters, flame_tree
 from plop.callgraph import VIEWS, CallGraph, select
+from plop.merge import (
+    compare_details, compare_graph, compare_table, compare_tree, group_windows, merge, parse_time, select_windows,
+    window_of,
+)
 from plop.profile import Profile
 from plop.viewer.listing import DataDirectory, Entry, LRUCache, reason
 from plop.viewer.source import SourceDirectories
@@ -42,6 +49,9 @@ _T = TypeVar("_T")
 STATIC_DIR = os.path.join(os.path.dirname(__file__), "static")
 #: Nodes the graph page asks for when the URL does not say.
 DEFAULT_MAX_NODES = 100
+#: The parameters that choose the profiles of a request and the base it is compared with.
+SOURCE_PARAMS = ("filename", "service", "since", "until", "base", "base_service", "base_since", "base_until",
+                 "normalize")
 #: The tabs of ``/view`` (its ``tab`` parameter).
 TABS = ("graph", "flame", "top", "function")
 
@@ -50,6 +60,111 @@ _CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
+
+
+class Unreadable(Exception):
+    """A profile of a request cannot be read: ``name`` (as listed) and why."""
+
+    def __init__(self, name: str, why: str) -> None:
+        super().__init__(name, why)
+        self.name, self.why = name, why
+
+
+@dataclass(frozen=True)
+class Source:
+    """The profiles one side of a request is about, summed: one file, ticked files or a service's windows.
+
+    ``selection`` echoes a selection by service (``service``, ``since`` and
+    ``until`` as given, ``without_metadata``: profiles left out because they
+    record no service or time); ``None`` for files named one by one.
+    """
+
+    entries: tuple[Entry, ...]
+    profile: Profile
+    selection: dict[str, Any] | None = None
+
+    @property
+    def key(self) -> Any:
+        """What the caches of the summed profile are keyed by: the files' versions (and the selection)."""
+        if len(self.entries) == 1 and self.selection is None:
+            return self.entries[0].key
+        selection = tuple(sorted((self.selection or {}).items()))
+        return ("merged", tuple(e.key for e in self.entries), selection)
+
+    @property
+    def names(self) -> list[str]:
+        return [e.name for e in self.entries]
+
+    @property
+    def name(self) -> str:
+        """What the page calls it: the file's name, the service, or how many files."""
+        if len(self.entries) == 1 and self.selection is None:
+            return self.entries[0].name
+        if self.selection is not None:
+            return "%s · %d profile%s" % (self.selection["service"], len(self.entries),
+                                          "" if len(self.entries) == 1 else "s")
+        return "%d profiles merged" % len(self.entries)
+
+    @property
+    def format(self) -> str | None:
+        """The files' format, ``"mixed"`` when they differ, ``None`` when there are none."""
+        kinds = {e.format for e in self.entries}
+        return kinds.pop() if len(kinds) == 1 else ("mixed" if kinds else None)
+
+    @property
+    def size(self) -> int:
+        return sum(e.size for e in self.entries)
+
+    @property
+    def mtime(self) -> float:
+        return max((e.mtime for e in self.entries), default=0.0)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The index's summary of the file, or of the sum."""
+        if len(self.entries) == 1 and self.entries[0].summary:
+            return self.entries[0].summary
+        return {"samples": self.profile.total_samples}
+
+    def message(self) -> str | None:
+        """Why the answer is empty, when a selection by service found no profile."""
+        if self.entries or self.selection is None:
+            return None
+        s = self.selection
+        text = "no profiles of service %r" % s["service"]
+        if s.get("since") or s.get("until"):
+            text += " between %s and %s" % (s.get("since") or "the first", s.get("until") or "now")
+        if s.get("without_metadata"):
+            text += " (%d profile%s without a service or time left out)" % (
+                s["without_metadata"], "" if s["without_metadata"] == 1 else "s")
+        return text
+
+    def describe(self) -> dict[str, Any]:
+        """What answers say about the profiles they are made from."""
+        about: dict[str, Any] = {"profiles": self.names}
+        if self.selection is not None:
+            about["selection"] = self.selection
+        message = self.message()
+        if message:
+            about["message"] = message
+        return about
+
+
+@dataclass(frozen=True)
+class Query:
+    """Everything a view is a function of: the profiles, the view, thread, filters and the base to compare with."""
+
+    source: Source
+    view: str = "wall"
+    thread: str | None = None
+    filters: Filters = Filters()
+    base: Source | None = None
+    normalize: bool = True
+
+    @property
+    def key(self) -> tuple:
+        base = (self.base.key, self.normalize) if self.base is not None else None
+        return (self.source.key, self.view, self.thread, self.filters, base)
 
 
 class Viewer:
@@ -64,97 +179,169 @@ class Viewer:
         self.datadir = DataDirectory(files) if isinstance(files, str) else files
         self.sources = SourceDirectories(sources)
         self.templates = make_environment()
-        self._profiles = LRUCache(4)
-        self._graphs = LRUCache(4)
+        self._profiles = LRUCache(8)
+        self._graphs = LRUCache(8)
         self._threads = LRUCache(16)
+        self._merged = LRUCache(4)
         self._bodies = LRUCache(64)
         self._lock = threading.Lock()
         self._building: dict[Any, concurrent.futures.Future] = {}
 
-    def threads(self, entry: Entry, profile: Profile) -> list[dict[str, Any]]:
+    def merged(self, entries: list[Entry]) -> Profile:
+        """The sum of the profiles of ``entries`` (cached per file versions); each file is loaded once.
+
+        Raises :class:`plop.formats.ProfileFormatError` naming the file that cannot be read.
+        """
+        if len(entries) == 1:
+            return self._load(entries[0])
+        key = tuple(e.key for e in entries)
+        profile = self._merged.get(key)
+        if profile is None:
+            processes = [(e.facts.get("hostname"), e.facts.get("pid")) for e in entries]
+            profile = merge(map(self._load, entries), processes)
+            self._merged.put(key, profile)
+        return profile
+
+    def _load(self, entry: Entry) -> Profile:
+        """One profile; a load error names the file as the directory lists it."""
+        try:
+            return self.datadir.load(entry)
+        except formats.ProfileFormatError as e:
+            raise Unreadable(entry.name, reason(e)) from None
+
+    def windows(self, service: str, since: float, until: float) -> tuple[list[Entry], int]:
+        """The profiles of ``service`` whose windows overlap ``[since, until]``, oldest first, and how many
+        profiles were left out for recording no service or time (see `plop.merge.select_windows`).
+
+        Native files are chosen by the metadata in their first bytes, without loading them; other
+        files not summarised yet are summarised first.
+        """
+        entries = []
+        for entry in self.datadir.scan(summarize=False):
+            if entry.error:
+                continue
+            if entry.pending and entry.head is None:
+                entry = self.datadir.lookup(entry.name) or entry
+            entries.append(entry)
+        by_name = {e.name: e for e in entries}
+        names, without = select_windows(((e.name, e.facts) for e in entries), service, since, until)
+        chosen = [by_name[name] for name in names]
+        chosen.sort(key=lambda e: (window_of(e.facts) or (0.0, 0.0), e.name))
+        return chosen, without
+
+    def threads(self, source: Source) -> list[dict[str, Any]]:
         """The threads of a profile with their sample counts, most sampled first."""
-        threads = self._threads.get(entry.key)
+        threads = self._threads.get(source.key)
         if threads is None:
             counts: dict[str, int] = {}
-            for (thread, _stack), n in profile.samples.items():
+            for (thread, _stack), n in source.profile.samples.items():
                 counts[thread] = counts.get(thread, 0) + n
             threads = [{"name": t, "samples": counts[t]} for t in sorted(counts, key=lambda t: (-counts[t], t))]
-            self._threads.put(entry.key, threads)
+            self._threads.put(source.key, threads)
         return threads
 
-    def selected(self, entry: Entry, profile: Profile, view: str, thread: str | None, filters: Filters) -> Profile:
-        """The view, thread and filters of a profile (cached per file version and parameters)."""
-        key = (entry.key, view, thread, filters)
+    def selected(self, source: Source, view: str, thread: str | None, filters: Filters) -> Profile:
+        """The view, thread and filters of a profile (cached per file version and parameters).
+
+        A thread the profile never saw selects nothing (a base may lack the new side's thread).
+        """
+        key = (source.key, view, thread, filters)
         selected = self._profiles.get(key)
         if selected is None:
-            selected = apply_filters(select(profile, view, thread), filters)
+            profile = source.profile
+            if thread is not None:
+                profile = profile.for_thread(thread)
+            selected = apply_filters(select(profile, view), filters)
             self._profiles.put(key, selected)
         return selected
 
-    def graph(self, entry: Entry, profile: Profile, view: str, thread: str | None,
-              filters: Filters = Filters()) -> CallGraph:
+    def graph(self, source: Source, view: str, thread: str | None, filters: Filters = Filters()) -> CallGraph:
         """The complete call graph of one view of a profile (cached per file version and parameters)."""
-        key = (entry.key, view, thread, filters)
+        key = (source.key, view, thread, filters)
         graph = self._graphs.get(key)
         if graph is None:
-            graph = CallGraph.from_profile(self.selected(entry, profile, view, thread, filters))
+            graph = CallGraph.from_profile(self.selected(source, view, thread, filters))
             self._graphs.put(key, graph)
         return graph
 
-    def data(self, entry: Entry, profile: Profile, view: str, thread: str | None, max_nodes: int | None,
-             filters: Filters = Filters()) -> bytes:
+    def _graphs_of(self, q: Query) -> tuple[CallGraph, CallGraph | None]:
+        """The new side's graph and the base's (``None`` without a base)."""
+        new = self.graph(q.source, q.view, q.thread, q.filters)
+        base = self.graph(q.base, q.view, q.thread, q.filters) if q.base is not None else None
+        return new, base
+
+    def data(self, q: Query, max_nodes: int | None) -> bytes:
         """The ``/data`` response body (JSON), cached per file version and parameters."""
         def build() -> dict[str, Any]:
-            data = self.graph(entry, profile, view, thread, filters).data(max_nodes)
-            data.update(self._context(entry, profile, view, thread, filters), max_nodes=max_nodes)
+            new, base = self._graphs_of(q)
+            data = new.data(max_nodes)
+            if base is not None:
+                compare_graph(data, new, base, q.normalize)
+            data.update(self._context(q), max_nodes=max_nodes)
             return data
-        return self._body(("data", entry.key, view, thread, filters, max_nodes), build)
+        return self._body(("data", q.key, max_nodes), build)
 
-    def flame(self, entry: Entry, profile: Profile, view: str, thread: str | None, filters: Filters,
-              fraction: float) -> bytes:
+    def flame(self, q: Query, fraction: float) -> bytes:
         """The ``/api/flame`` response body: the pruned call tree (see `plop.analysis.flame_tree`)."""
         def build() -> dict[str, Any]:
-            tree = flame_tree(self.selected(entry, profile, view, thread, filters), fraction)
-            tree.update(self._context(entry, profile, view, thread, filters))
+            tree = flame_tree(self.selected(q.source, q.view, q.thread, q.filters), fraction)
+            if q.base is not None:
+                base = flame_tree(self.selected(q.base, q.view, q.thread, q.filters), 0.0)
+                compare_tree(tree["root"], base["root"], q.normalize)
+                tree.update(base_total_samples=base["total_samples"],
+                            base_samples_without_frames=base["samples_without_frames"], normalize=q.normalize)
+            tree.update(self._context(q))
             return tree
-        return self._body(("flame", entry.key, view, thread, filters, fraction), build)
+        return self._body(("flame", q.key, fraction), build)
 
-    def top(self, entry: Entry, profile: Profile, view: str, thread: str | None, filters: Filters) -> bytes:
+    def top(self, q: Query) -> bytes:
         """The ``/api/top`` response body: every function, heaviest self first."""
         def build() -> dict[str, Any]:
-            graph = self.graph(entry, profile, view, thread, filters)
-            answer: dict[str, Any] = {"total_samples": graph.total_samples,
-                                      "samples_without_frames": graph.empty_samples}
-            answer.update(self._context(entry, profile, view, thread, filters), functions=graph.table())
+            new, base = self._graphs_of(q)
+            answer: dict[str, Any] = {"total_samples": new.total_samples,
+                                      "samples_without_frames": new.empty_samples}
+            rows = new.table()
+            if base is not None:
+                compare_table(rows, new, base, q.normalize)
+                answer.update(base_total_samples=base.total_samples,
+                              base_samples_without_frames=base.empty_samples, normalize=q.normalize)
+            answer.update(self._context(q), functions=rows)
             return answer
-        return self._body(("top", entry.key, view, thread, filters), build)
+        return self._body(("top", q.key), build)
 
-    def function(self, entry: Entry, profile: Profile, view: str, thread: str | None, filters: Filters,
-                 function: tuple[str, str, int]) -> dict[str, Any] | None:
+    def function(self, q: Query, function: tuple[str, str, int]) -> dict[str, Any] | None:
         """The ``/api/function`` answer for one function, or ``None`` when no sample kept has it."""
-        graph = self.graph(entry, profile, view, thread, filters)
-        i = graph.find(*function)
+        new, base = self._graphs_of(q)
+        i = new.find(*function)
         if i is None:
             return None
-        answer: dict[str, Any] = {"total_samples": graph.total_samples}
-        answer.update(self._context(entry, profile, view, thread, filters), **graph.details(i))
+        answer: dict[str, Any] = {"total_samples": new.total_samples}
+        details = new.details(i)
+        if base is not None:
+            compare_details(details, new, base, q.normalize)
+        answer.update(self._context(q), **details)
         lines = [line["line"] for line in answer["lines"] if line["line"]]
         answer["source"] = self.sources.excerpt(function[0], function[2] or min(lines, default=1),
                                                 max(lines, default=function[2] or 1))
         return answer
 
-    def _context(self, entry: Entry, profile: Profile, view: str, thread: str | None,
-                 filters: Filters) -> dict[str, Any]:
+    def _context(self, q: Query) -> dict[str, Any]:
         """What every answer about one profile says about the selection it was made from."""
-        return {
-            "filename": entry.name,
-            "format": entry.format,
-            "view": view,
-            "views": list(VIEWS) if profile.has_cpu else ["wall"],
-            "thread": thread,
-            "threads": self.threads(entry, profile),
-            "filters": filters.as_dict(),
+        source = q.source
+        single = len(source.entries) == 1 and source.selection is None
+        context = {
+            "filename": source.entries[0].name if single else None,
+            "format": source.format,
+            "view": q.view,
+            "views": list(VIEWS) if source.profile.has_cpu else ["wall"],
+            "thread": q.thread,
+            "threads": self.threads(source),
+            "filters": q.filters.as_dict(),
         }
+        context.update(source.describe())
+        if q.base is not None:
+            context["base"] = q.base.describe()
+        return context
 
     def _body(self, key: Any, build: Callable[[], dict[str, Any]]) -> bytes:
         """A JSON body from its cache, or built once by ``build()``.
@@ -282,32 +469,78 @@ class BaseHandler(tornado.web.RequestHandler):
                 500, "cannot list the data directory %s: %s", self.viewer.datadir.root, e.strerror or e
             ) from None
 
-    async def get_profile(self) -> tuple[Entry, Profile]:
-        """The entry and profile named by ``?filename=``: 404 unless it is a profile
-        in the data directory, 422 when it cannot be read."""
-        name = self.get_argument("filename")
-        entry = await self.run(self.viewer.datadir.lookup, name)
-        if entry is None:
-            raise tornado.web.HTTPError(404, "no profile named %r in the data directory", name)
-        if entry.error:
-            raise tornado.web.HTTPError(422, "%s cannot be read: %s", name, entry.error)
-        try:
-            profile = await self.run(self.viewer.datadir.load, entry)
-        except formats.ProfileFormatError as e:
-            raise tornado.web.HTTPError(422, "%s cannot be read: %s", name, reason(e)) from None
-        return entry, profile
+    async def get_source(self, base: bool = False) -> Source | None:
+        """The profiles named by the request's ``filename`` (repeated) or ``service``/``since``/``until``.
 
-    def get_selection(self, profile: Profile) -> tuple[str, str | None]:
-        """The ``view`` and ``thread`` parameters, checked against the profile (400 if bad)."""
+        With ``base``, those of ``base`` or ``base_service``/``base_since``/``base_until``
+        (``base_since`` or ``base_until`` alone compare with the same service at
+        another time), or ``None`` when the request compares with nothing.
+        404 for a file that is not a profile in the data directory (naming it),
+        422 for one that cannot be read, 400 for bad times and mixed selections.
+        """
+        prefix = "base_" if base else ""
+        names = list(dict.fromkeys(self.get_arguments("base" if base else "filename", strip=False)))
+        service = self.get_argument(prefix + "service", "") or None
+        since = self.get_argument(prefix + "since", "") or None
+        until = self.get_argument(prefix + "until", "") or None
+        if base and service is None and (since or until):
+            service = self.get_argument("service", "") or None
+        what = "base" if base else "filename"
+        if names and service:
+            raise tornado.web.HTTPError(400, "give %s or %sservice, not both", what, prefix)
+        if (since or until) and not service:
+            raise tornado.web.HTTPError(400, "%ssince and %suntil choose a service's windows: give %sservice too",
+                                        prefix, prefix, prefix)
+        if service:
+            now = time.time()
+            bounds = []
+            for name, text, default in (("since", since, -math.inf), ("until", until, math.inf)):
+                try:
+                    bounds.append(parse_time(text, now) if text else default)
+                except ValueError as e:
+                    raise tornado.web.HTTPError(400, "bad %s%s time: %s", prefix, name, str(e)) from None
+            entries, without = await self.run(self.viewer.windows, service, *bounds)
+            selection = {"service": service, "since": since, "until": until, "without_metadata": without}
+        elif names:
+            entries, selection = [], None
+            for name in names:
+                entry = await self.run(self.viewer.datadir.lookup, name)
+                if entry is None:
+                    raise tornado.web.HTTPError(404, "no profile named %r in the data directory", name)
+                if entry.error:
+                    raise tornado.web.HTTPError(422, "%s cannot be read: %s", name, entry.error)
+                entries.append(entry)
+        elif base:
+            return None
+        else:
+            raise tornado.web.HTTPError(400, "missing filename: name a profile (filename=NAME, repeatable) "
+                                        "or a service (service=NAME&since=-1h)")
+        try:
+            profile = await self.run(self.viewer.merged, entries) if entries else Profile()
+        except Unreadable as e:
+            raise tornado.web.HTTPError(422, "%s cannot be read: %s", e.name, e.why) from None
+        return Source(tuple(entries), profile, selection)
+
+    def get_view(self, source: Source, base: Source | None) -> str:
+        """The ``view`` parameter, checked against both sides (400 if bad)."""
         view = self.get_argument("view", "wall") or "wall"
-        thread = self.get_argument("thread", None)
         if view not in VIEWS:
             raise tornado.web.HTTPError(400, "unknown view %r: use one of %s", view, ", ".join(VIEWS))
-        if view == "cpu" and not profile.has_cpu:
-            raise tornado.web.HTTPError(
-                400, "this profile has no on-CPU counts, so it has no cpu view (only wall-clock "
-                "profiles taken with CPU tracking have one)")
-        return view, thread
+        if view == "cpu":
+            for side, what in ((source, "this profile"), (base, "the base")):
+                if side is not None and side.entries and not side.profile.has_cpu:
+                    raise tornado.web.HTTPError(
+                        400, "%s has no on-CPU counts, so it has no cpu view (only wall-clock profiles taken "
+                        "with CPU tracking have one; a merge has one only when each of its profiles has)", what)
+        return view
+
+    def sources_fields(self) -> list[tuple[str, str]]:
+        """The request's parameters that choose the profiles and the base, as ``(name, value)`` pairs."""
+        return [(name, value) for name in SOURCE_PARAMS for value in self.get_arguments(name, strip=False) if value]
+
+    def sources_query(self) -> str:
+        """`sources_fields` as a URL query."""
+        return urlencode(self.sources_fields())
 
     def get_max_nodes(self) -> int | None:
         """The ``max_nodes`` parameter: a positive integer, or ``None`` for all (400 if bad)."""
@@ -328,15 +561,22 @@ class BaseHandler(tornado.web.RequestHandler):
             raise tornado.web.HTTPError(400, "%s", str(e)) from None
         return filters
 
-    async def get_selection_of(self) -> tuple[Entry, Profile, str, str | None, Filters]:
-        """The profile and every selection parameter of a request about one profile, checked."""
-        entry, profile = await self.get_profile()
-        view, thread = self.get_selection(profile)
+    async def get_query(self) -> Query:
+        """The profiles and every selection parameter of a request about them, checked."""
+        source = await self.get_source()
+        assert source is not None
+        base = await self.get_source(base=True)
+        view = self.get_view(source, base)
+        thread = self.get_argument("thread", None)
         filters = self.get_filters()
-        threads = await self.run(self.viewer.threads, entry, profile)
+        threads = await self.run(self.viewer.threads, source)
         if thread is not None and thread not in {t["name"] for t in threads}:
             raise tornado.web.HTTPError(400, "this profile has no thread named %r", thread)
-        return entry, profile, view, thread, filters
+        normalize = self.get_argument("normalize", "1")
+        if normalize not in ("", "0", "1", "true", "false"):
+            raise tornado.web.HTTPError(400, "normalize must be 1 (shares, the default) or 0 (counts), not %r",
+                                        normalize)
+        return Query(source, view, thread, filters, base, normalize not in ("0", "false"))
 
     def finish_body(self, body: bytes) -> None:
         """Finish the request with an already encoded JSON body."""
@@ -352,6 +592,7 @@ class IndexHandler(BaseHandler):
         self.render_page(
             "index.html",
             entries=entries,
+            groups=group_windows((e.name, e.facts) for e in entries if not e.error),
             datadir=self.viewer.datadir.root,
             ignored=self.viewer.datadir.ignored,
             signature=listing_signature(entries),
@@ -371,6 +612,8 @@ class ProfilesHandler(BaseHandler):
                 "signature": listing_signature(entries),
                 "ignored": self.viewer.datadir.ignored,
                 "profiles": [entry_json(e) for e in entries],
+                "groups": [dict(g, view_url="/view?" + urlencode({"service": g["service"]}))
+                           for g in group_windows((e.name, e.facts) for e in entries if not e.error)],
             }
         )
 
@@ -379,8 +622,8 @@ class ViewHandler(BaseHandler):
     """``/view?filename=NAME``: the page of one profile, its tabs chosen by ``tab``."""
 
     async def get(self) -> None:
-        entry, profile, view, thread, filters = await self.get_selection_of()
-        threads = await self.run(self.viewer.threads, entry, profile)
+        q = await self.get_query()
+        threads = await self.run(self.viewer.threads, q.source)
         max_nodes = self.get_max_nodes() if "max_nodes" in self.request.arguments else DEFAULT_MAX_NODES
         tab = self.get_argument("tab", "graph") or "graph"
         if tab not in TABS:
@@ -388,27 +631,28 @@ class ViewHandler(BaseHandler):
         # Start on the page's first answer now; its request will wait for this instead of starting over
         # (and report any error: here it is only retrieved, so that it is not logged twice).
         if tab == "graph":
-            prefetch = IOLoop.current().run_in_executor(
-                None, self.viewer.data, entry, profile, view, thread, max_nodes, filters)
+            prefetch = IOLoop.current().run_in_executor(None, self.viewer.data, q, max_nodes)
         elif tab == "flame":
-            prefetch = IOLoop.current().run_in_executor(
-                None, self.viewer.flame, entry, profile, view, thread, filters, FLAME_FRACTION)
+            prefetch = IOLoop.current().run_in_executor(None, self.viewer.flame, q, FLAME_FRACTION)
         else:
-            prefetch = IOLoop.current().run_in_executor(None, self.viewer.top, entry, profile, view, thread, filters)
+            prefetch = IOLoop.current().run_in_executor(None, self.viewer.top, q)
         prefetch.add_done_callback(lambda done: done.exception())
         self.render_page(
             "view.html",
-            entry=entry,
-            metadata=profile.metadata,
-            summary=entry.summary or {},
-            view=view,
-            thread=thread,
+            entry=q.source,
+            metadata=q.source.profile.metadata,
+            summary=q.source.summary,
+            view=q.view,
+            thread=q.thread,
             threads=threads,
-            has_cpu=profile.has_cpu,
+            has_cpu=q.source.profile.has_cpu,
             max_nodes=max_nodes,
             node_choices=(25, 50, 100, 200, 400),
-            data_url=data_url(entry.name),
-            filters=filters,
+            data_url="/data?" + self.sources_query(),
+            filters=q.filters,
+            query=q,
+            sources_query=self.sources_query(),
+            sources_fields=self.sources_fields(),
             tab=tab,
             tabs=TABS,
         )
@@ -420,9 +664,9 @@ class DataHandler(BaseHandler):
     json_errors = True
 
     async def get(self) -> None:
-        entry, profile, view, thread, filters = await self.get_selection_of()
+        q = await self.get_query()
         max_nodes = self.get_max_nodes()
-        self.finish_body(await self.run(self.viewer.data, entry, profile, view, thread, max_nodes, filters))
+        self.finish_body(await self.run(self.viewer.data, q, max_nodes))
 
 
 class FlameHandler(BaseHandler):
@@ -431,7 +675,7 @@ class FlameHandler(BaseHandler):
     json_errors = True
 
     async def get(self) -> None:
-        entry, profile, view, thread, filters = await self.get_selection_of()
+        q = await self.get_query()
         value = self.get_argument("fraction", "") or str(FLAME_FRACTION)
         try:
             fraction = float(value)
@@ -439,7 +683,7 @@ class FlameHandler(BaseHandler):
             fraction = -1.0
         if not 0 <= fraction < 1:
             raise tornado.web.HTTPError(400, "fraction must be a number from 0 to less than 1, not %r", value)
-        self.finish_body(await self.run(self.viewer.flame, entry, profile, view, thread, filters, fraction))
+        self.finish_body(await self.run(self.viewer.flame, q, fraction))
 
 
 class TopHandler(BaseHandler):
@@ -448,8 +692,7 @@ class TopHandler(BaseHandler):
     json_errors = True
 
     async def get(self) -> None:
-        entry, profile, view, thread, filters = await self.get_selection_of()
-        self.finish_body(await self.run(self.viewer.top, entry, profile, view, thread, filters))
+        self.finish_body(await self.run(self.viewer.top, await self.get_query()))
 
 
 class FunctionHandler(BaseHandler):
@@ -458,14 +701,14 @@ class FunctionHandler(BaseHandler):
     json_errors = True
 
     async def get(self) -> None:
-        entry, profile, view, thread, filters = await self.get_selection_of()
+        q = await self.get_query()
         name = self.get_argument("function")
         file = self.get_argument("file")
         first = self.get_argument("firstlineno", "0") or "0"
         if not first.isdigit():
             raise tornado.web.HTTPError(400, "firstlineno must be a line number, not %r", first)
         function = (file, name, int(first))
-        answer = await self.run(self.viewer.function, entry, profile, view, thread, filters, function)
+        answer = await self.run(self.viewer.function, q, function)
         if answer is None:
             raise tornado.web.HTTPError(
                 404, "no function %r of %s (first line %s) in the samples shown", name, file, first)

@@ -19,6 +19,7 @@ huge logs. Listing it must never block or read whole files, so
 """
 from __future__ import annotations
 
+import math
 import os
 import stat
 import threading
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from plop import formats
+from plop.formats import native
 from plop.profile import Profile
 
 #: Bytes read from a file to recognise its format.
@@ -64,6 +66,8 @@ class Entry:
     summary: dict[str, Any] | None = None
     #: ``(path, size, mtime_ns, inode)``: the key of every cache about this file.
     key: tuple[str, int, int, int] = field(default=("", 0, 0, 0), compare=False)
+    #: A native file's metadata as read from its first bytes (see `plop.formats.native.head_metadata`).
+    head: dict[str, Any] | None = field(default=None, compare=False)
 
     @property
     def mtime(self) -> float:
@@ -74,6 +78,16 @@ class Entry:
     def is_profile(self) -> bool:
         """True when the content was recognised or the file is named like a profile."""
         return self.format is not None or self.name.endswith(PROFILE_SUFFIX)
+
+    @property
+    def facts(self) -> dict[str, Any]:
+        """What is known of the profile without loading it again: its summary over its head's metadata.
+
+        A service selection and the index's groups need only this, so a
+        directory of rolling windows is grouped from the 4 KiB each file was
+        recognised by.
+        """
+        return {**(self.head or {}), **(self.summary or {})}
 
     @property
     def pending(self) -> bool:
@@ -159,13 +173,16 @@ class DataDirectory:
         """Stop the background loader (pending loads are abandoned)."""
         self._background.shutdown(wait=False, cancel_futures=True)
 
-    def scan(self) -> list[Entry]:
+    def scan(self, summarize: bool = True) -> list[Entry]:
         """The profiles of the directory, newest first (by modification time).
 
         Files that are not profiles are left out; their number is kept in
-        `ignored`. Raises ``OSError`` when the directory cannot be listed.
+        `ignored`. With ``summarize=False`` no profile is loaded (new files
+        stay pending, not even queued for the background thread): what a
+        selection by service needs, which then loads only the files it merges.
+        Raises ``OSError`` when the directory cannot be listed.
         """
-        deadline = time.monotonic() + self.budget
+        deadline = time.monotonic() + self.budget if summarize else -math.inf
         profiles = []
         names = set()
         with os.scandir(self.root) as it:
@@ -208,6 +225,12 @@ class DataDirectory:
         if profile is None:
             profile = formats.load(entry.path)
             self._profiles.put(entry.key, profile)
+            # A merge loads files the listing has not summarised yet: keep their summary, so
+            # that the index (or the background loader) need not load them again.
+            with self._lock:
+                current = self._entries.get(entry.name)
+                if current is not None and current.key == entry.key and current.pending:
+                    self._entries[entry.name] = replace(current, summary=summarize(profile))
         return profile
 
     def _probe(self, name: str, is_link: bool, deadline: float | None) -> Entry | None:
@@ -235,7 +258,7 @@ class DataDirectory:
         if entry.is_profile and entry.pending:
             if deadline is None or time.monotonic() < deadline:
                 entry = self._summarize(entry)
-            else:
+            elif deadline > -math.inf:
                 self._load_later(entry)
         with self._lock:
             self._entries[name] = entry
@@ -259,7 +282,7 @@ class DataDirectory:
         kind = formats.sniff(head)
         if kind is None and name.endswith(PROFILE_SUFFIX):
             return replace(entry, error="not a profile: unrecognised content")
-        return replace(entry, format=kind)
+        return replace(entry, format=kind, head=native.head_metadata(head) if kind == "plop" else None)
 
     def _summarize(self, entry: Entry) -> Entry:
         """Load the profile of ``entry`` and return the entry with its summary or error."""
@@ -278,6 +301,10 @@ class DataDirectory:
 
         def work() -> None:
             try:
+                with self._lock:
+                    current = self._entries.get(entry.name)
+                if current is not None and current.key == entry.key and not current.pending:
+                    return  # summarised meanwhile (a merge loaded it)
                 done = self._summarize(entry)
                 with self._lock:
                     current = self._entries.get(entry.name)
@@ -329,8 +356,12 @@ class NamedFiles:
         for directory in self._directories.values():
             directory.close()
 
-    def scan(self) -> list[Entry]:
-        """The named files that are profiles, newest first (one ``stat`` each once summarised)."""
+    def scan(self, summarize: bool = True) -> list[Entry]:
+        """The named files that are profiles, newest first (one ``stat`` each once summarised).
+
+        They are few and always summarised (``summarize`` is accepted for
+        :meth:`DataDirectory.scan`'s sake).
+        """
         entries = [e for e in map(self.lookup, self._names) if e is not None]
         return sorted(entries, key=lambda e: (-e.mtime_ns, e.name))
 

@@ -83,11 +83,12 @@ export class GraphView {
   }
 
   /**
-   * Draw a /data response. The svg's data-layout attribute says where the
+   * Draw a /data response (circles coloured by `colorOf(node)`, calls by `edgeColor(edge)` when
+   * given, else by the style sheet). The svg's data-layout attribute says where the
    * drawing is: "running" (being laid out), "ready" (drawn and interactive)
    * and "done" (labels placed), when the returned promise resolves.
    */
-  render(data, colorOf) {
+  render(data, colorOf, edgeColor = null) {
     if (this.simulation) this.simulation.stop();
     this.svg.attr("data-layout", "running");
     const nodes = data.nodes.map((n) => ({ ...n }));
@@ -133,6 +134,9 @@ export class GraphView {
     this.edgeSel.select("path.edge")
       .attr("class", (e) => (e.inferred ? "edge inferred" : "edge"))
       .attr("stroke-width", (e) => e.width);
+    // Compared with a base: calls coloured by their change (CSS keeps the selection's colours first).
+    this.svg.classed("compare", !!edgeColor);
+    this.edgeSel.style("--diff", edgeColor ? (e) => edgeColor(e) : null);
     this.nodeSel = this.nodeLayer.selectAll("g.node")
       .data(nodes, (n) => n.id)
       .join((enter) => {
@@ -143,7 +147,7 @@ export class GraphView {
         text.append("tspan").attr("class", "pct");
         return g;
       });
-    this.nodeSel.attr("data-id", (n) => n.id).classed("pinned", false);
+    this.nodeSel.attr("data-id", (n) => n.id).classed("pinned", false).classed("new-only", (n) => n.side === "new");
     this.nodeSel.select("circle").attr("r", (n) => n.r).attr("fill", (n) => colorOf(n));
     this.nodeSel.select("tspan.name").text((n) => shorten(n.label || n.funcname, 32));
     this.nodeSel.select("tspan.pct").text((n) => fmtPct(n.total, data.total_samples));

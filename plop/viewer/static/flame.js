@@ -13,6 +13,7 @@
 // the rows' frames inside the zoomed range, and hover finds its frame by a
 // binary search in one row.
 
+import { NEW_ONLY, changeRows, diffColor, diffLegend, maxChange } from "./diff.js";
 import { fetchJson, functionState, matcher, selection, setState, state } from "./params.js";
 import { el, fmtInt, fmtPct } from "./util.js";
 
@@ -39,7 +40,10 @@ const view = {
   hover: null,
   matched: null,   // Set of matched frame indexes, or null
   width: 0,
+  diff: null,      // comparing with a base: the colour of a change, or null
 };
+const diffKey = el("div", { class: "flame-diff", id: "flame-diff", hidden: true });
+panel.querySelector(".flame-bar").after(diffKey);
 
 /** Flatten the tree: every frame's position in samples from the left, its depth and path. */
 function flatten(root) {
@@ -72,6 +76,8 @@ function hue(text) {
 
 const colorCache = new Map();
 function colorOf(node) {
+  // Compared with a base: the frame's change (width stays the new profile's samples).
+  if (view.diff) return node.side === "new" ? NEW_ONLY : view.diff(node.delta);
   // One hue per file, so a module's functions look alike; warm-to-cool across files.
   const key = node.filename;
   let color = colorCache.get(key);
@@ -80,6 +86,12 @@ function colorOf(node) {
     colorCache.set(key, color);
   }
   return color;
+}
+
+/** Text colour readable on a fill (a change's deep reds and blues need white). */
+function inkOn(fill) {
+  const { r, g, b } = window.d3.rgb(fill);
+  return 0.299 * r + 0.587 * g + 0.114 * b < 140 ? "#ffffff" : "#1d2430";
 }
 
 function where(node) {
@@ -139,7 +151,7 @@ function draw() {
       if (w >= TEXT_MIN) {
         const chars = Math.floor((w - 8) / CHAR_PX);
         const label = f.node.label;
-        ctx.fillStyle = "#1d2430";
+        ctx.fillStyle = view.diff && !view.matched ? inkOn(fill) : "#1d2430";
         ctx.fillText(label.length <= chars ? label : label.slice(0, Math.max(chars - 1, 1)) + "…", px + 4, y + ROW / 2);
       }
       drawn++;
@@ -216,6 +228,7 @@ function showTooltip(f, event) {
       el("tr", {}, el("td", {}, "Samples"), el("td", {}, fmtInt(f.node.value)), el("td", {}, `${fmtPct(f.node.value, total)} of total`)),
       parent ? el("tr", {}, el("td", {}, ""), el("td", {}, ""), el("td", {}, `${fmtPct(f.node.value, parent.value)} of ${parent.label}`)) : null,
       el("tr", {}, el("td", {}, "Self"), el("td", {}, fmtInt(f.node.self)), el("td", {}, fmtPct(f.node.self, total))),
+      ...(view.diff ? changeRows(f.node, f.node.base_value, view.data.normalize) : []),
     ),
     el("div", { class: "hint" }, f === view.zoom ? "Shift-click: function details" : "Click to zoom · Shift-click: function details"),
   );
@@ -288,6 +301,7 @@ function summary() {
   const d = view.data;
   const parts = [el("strong", {}, fmtInt(d.total_samples)), " samples · ", `${fmtInt(d.frames)} frames`];
   if (d.samples_without_frames) parts.push(` · ${fmtInt(d.samples_without_frames)} samples without frames not drawn`);
+  if (d.base) parts.push(` · compared with ${fmtInt(d.base_total_samples)} base samples (width: the new profile)`);
   if (d.pruned_frames) {
     parts.push(` · left out: ${fmtInt(d.pruned_frames)} frames under ${fmtPct(d.fraction, 1)} of samples each, holding ${fmtPct(d.pruned_samples, d.total_samples)}`);
   }
@@ -323,11 +337,18 @@ async function load(query) {
   const started = performance.now();
   view.data = data;
   ({ frames: view.frames, rows: view.rows } = flatten(data.root));
+  view.diff = null;
+  diffKey.hidden = !data.base;
+  if (data.base) {
+    const max = maxChange(view.frames.slice(1).map((f) => f.node));
+    view.diff = diffColor(max);
+    diffKey.replaceChildren(diffLegend(max, data.normalize));
+  }
   canvas.dataset.frames = String(data.frames);
   let zoom = view.frames[0];
   if (state.zoom) zoom = view.frames.find((f) => f.path === state.zoom) || zoom;
   message.hidden = !!data.total_samples;
-  if (!data.total_samples) showMessage("No samples to draw (the filters may have left none).");
+  if (!data.total_samples) showMessage(data.message ? `Nothing to draw: ${data.message}.` : "No samples to draw (the filters may have left none).");
   view.hover = null;
   zoomTo(zoom, false);
   applySearch();

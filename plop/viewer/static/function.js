@@ -3,6 +3,7 @@
 // from /api/function. The source is shown only when the server may read it
 // (files under a --source directory); otherwise the answer says why not.
 
+import { fmtChange } from "./diff.js";
 import { fetchJson, functionState, reEscape, selection, state } from "./params.js";
 import { el, fmtInt, fmtPct } from "./util.js";
 
@@ -35,13 +36,16 @@ function go(fn) {
 }
 
 /** One side of the butterfly: callers or callees with the samples of each call. */
-function side(title, rows, fn, empty, kind) {
+function side(title, rows, fn, empty, kind, normalize = null) {
   const body = el("tbody");
+  const compared = normalize !== null;
   for (const other of rows) {
     const row = el("tr", { class: "link", tabindex: "0", title: where(other) },
-      el("td", { class: "fn" }, other.label),
+      el("td", { class: "fn" }, other.label, compared && other.side !== "both" ? el("span", { class: "via" }, other.side === "new" ? " new" : " only in base") : null),
       el("td", { class: "num" }, fmtInt(other.calls)),
       el("td", { class: "num" }, fmtPct(other.calls, fn.total)),
+      compared ? el("td", { class: `num delta ${other.delta > 0 ? "slower" : other.delta < 0 ? "faster" : ""}`,
+        title: `base: ${fmtInt(other.base_calls)} samples` }, fmtChange(other.delta, normalize)) : null,
       el("td", { class: "barcell" }, bar(other.calls, fn.total)));
     row.addEventListener("click", () => go(other));
     row.addEventListener("keydown", (event) => { if (event.key === "Enter") go(other); });
@@ -51,7 +55,8 @@ function side(title, rows, fn, empty, kind) {
     el("h3", {}, `${title} (${rows.length})`),
     rows.length ? el("table", { class: "rows" },
       el("thead", {}, el("tr", {}, el("th", {}, "Function"), el("th", { class: "num" }, "Samples"),
-        el("th", { class: "num", title: "Share of this function's total" }, "Share"), el("th", {}))),
+        el("th", { class: "num", title: "Share of this function's total" }, "Share"),
+        compared ? el("th", { class: "num", title: "Change from the base" }, "Δ") : null, el("th", {}))),
       body) : el("p", { class: "none" }, empty));
 }
 
@@ -108,23 +113,26 @@ function filterButton(label, name, fn, title) {
 function render(answer) {
   const fn = answer.function;
   const total = answer.total_samples;
-  const stat = (label, value) => el("div", { class: "stat" }, el("div", { class: "label" }, label),
-    el("div", { class: "value" }, fmtPct(value, total)), el("div", { class: "sub" }, `${fmtInt(value)} of ${fmtInt(total)} samples`));
+  const normalize = answer.base ? answer.normalize : null;
+  const stat = (label, value, key) => el("div", { class: "stat" }, el("div", { class: "label" }, label),
+    el("div", { class: "value" }, fmtPct(value, total)), el("div", { class: "sub" }, `${fmtInt(value)} of ${fmtInt(total)} samples`),
+    normalize !== null ? el("div", { class: `sub ${fn[`delta_${key}`] > 0 ? "slower" : fn[`delta_${key}`] < 0 ? "faster" : ""}` },
+      `base ${fmtInt(fn[`base_${key}`])} of ${fmtInt(answer.base_total_samples)} · ${fmtChange(fn[`delta_${key}`], normalize)}`) : null);
   content.replaceChildren(
     el("header", { class: "function-head" },
       el("div", {},
         el("h2", { id: "function-name" }, fn.label),
         el("div", { class: "loc" }, where(fn)),
         answer.recursive ? el("p", { class: "none" }, `Recursive: calls itself in ${fmtInt(answer.recursive)} samples.`) : null),
-      el("div", { class: "stats" }, stat("Self", fn.self), stat("Total", fn.total)),
+      el("div", { class: "stats" }, stat("Self", fn.self, "self"), stat("Total", fn.total, "total")),
       el("div", { class: "function-actions" },
         filterButton("Focus on it", "focus", fn, "Keep only the samples that pass through this function"),
         filterButton("Hide it", "hide", fn, "Remove this function from the stacks; its time goes to its callers"))),
     el("div", { class: "butterfly" },
-      side("Called by", answer.callers, fn, "No callers: it is at the top of its stacks.", "callers"),
+      side("Called by", answer.callers, fn, "No callers: it is at the top of its stacks.", "callers", normalize),
       el("div", { class: "butterfly-center", title: where(fn) }, el("div", { class: "fn" }, fn.label),
         el("div", { class: "sub" }, `${fmtInt(fn.total)} samples`)),
-      side("Calls", answer.callees, fn, "No callees: its time is its own.", "callees")),
+      side("Calls", answer.callees, fn, "No callees: its time is its own.", "callees", normalize)),
     linesSection(answer),
   );
 }

@@ -2,10 +2,11 @@
 // hover, selection and search. page.js shows it and tells it when the
 // selection changed.
 
+import { NEW_ONLY, diffColor, diffLegend, maxChange } from "./diff.js";
 import { GraphView } from "./draw.js";
 import { Details, Legend, Tooltip } from "./panels.js";
 import { form, functionState, matcher, selection, setState } from "./params.js";
-import { el, fmtInt, fmtPct } from "./util.js";
+import { el, fmtInt, fmtPct, shorten } from "./util.js";
 
 const d3 = window.d3;
 const PALETTE = d3.schemeTableau10;
@@ -24,6 +25,7 @@ const state = {
   group: null,        // highlighted legend entry: {name, members?}
   matches: null,      // nodes matching the search, or null
   colors: new Map(),  // package -> colour
+  diff: null,         // comparing with a base: {nodeColor, edgeColor, max, normalize}
 };
 
 const legendElement = document.getElementById("legend");
@@ -43,7 +45,7 @@ const legend = new Legend(legendElement, {
   resized: () => view.scheduleLabels(),
 });
 const view = new GraphView(document.getElementById("graph"), {
-  hover: (n, event) => tooltip.show(n, event, state.data.total_samples),
+  hover: (n, event) => tooltip.show(n, event, state.data.total_samples, state.diff && state.diff.normalize),
   leave: () => tooltip.hide(),
   select: (n) => select(state.selected === n ? null : n),
   background: () => select(null),
@@ -62,7 +64,11 @@ function obstacles() {
   return { right: detailsElement.hidden ? 0 : detailsElement.offsetWidth + 8, panels };
 }
 
-const colorOf = (n) => state.colors.get(n.group) || OTHER_COLOR;
+/** A function's colour: its package's, or its change when comparing with a base. */
+const colorOf = (n) => {
+  if (state.diff) return n.side === "new" ? NEW_ONLY : state.diff.nodeColor(n.delta);
+  return state.colors.get(n.group) || OTHER_COLOR;
+};
 
 /** The query of /data for the current controls. */
 function currentParams() {
@@ -127,10 +133,11 @@ async function load() {
   }
   if (ticket !== loading) return; // the controls changed meanwhile
   if (!body.nodes.length) {
-    showMessage("This profile has no samples to draw.");
+    showMessage(body.message ? `Nothing to draw: ${body.message}.` : "This profile has no samples to draw.");
     return;
   }
   assignColors(body);
+  state.diff = compareColors(body);
   state.selected = null;
   state.group = null;
   details.hide();
@@ -139,7 +146,7 @@ async function load() {
   showLegend();
   showStatus(body, auto); // before drawing: it can change the height left for the graph
   app.dataset.drawn = `/data?${drawn}`;
-  const done = view.render(body, colorOf);
+  const done = view.render(body, colorOf, state.diff && ((e) => state.diff.edgeColor(e.delta)));
   state.data = { ...body, nodes: view.nodes, edges: view.edges };
   app.dataset.nodes = String(view.nodes.length);
   applySearch();
@@ -165,6 +172,7 @@ function showStatus(data, auto) {
   } else {
     parts.push(`all ${fmtInt(shown)} functions`);
   }
+  if (data.base) parts.push(` · compared with ${fmtInt(data.base_total_samples)} base samples`);
   if (data.view === "cpu") parts.push(" · on-CPU view");
   if (data.thread) parts.push(` · thread ${data.thread}`);
   status.replaceChildren(...parts);
@@ -177,8 +185,34 @@ function assignColors(data) {
   state.colors = new Map(ranked.slice(0, PALETTE.length).map((g, i) => [g, PALETTE[i]]));
 }
 
+/** The colours of a compared graph (null when not comparing): nodes and calls each on their own scale. */
+function compareColors(data) {
+  if (!data.base) return null;
+  const max = maxChange(data.nodes);
+  return { max, normalize: data.normalize, nodeColor: diffColor(max), edgeColor: diffColor(maxChange(data.edges)) };
+}
+
+/** The key to a compared graph: the scale, and the functions only the base ran (which are not drawn). */
+function showDiffLegend() {
+  const data = state.data;
+  const notes = [];
+  if (data.base_only_count) {
+    const names = data.base_only.slice(0, 3).map((f) => shorten(f.label, 28)).join(", ");
+    notes.push(el("span", { class: "base-only", title: data.base_only.map((f) => f.label).join("\n") },
+      `${fmtInt(data.base_only_count)} function${data.base_only_count > 1 ? "s" : ""} only in the base, not drawn `
+      + `(${fmtPct(data.base_only_samples, data.base_total_samples)} of its samples): ${names}${data.base_only_count > 3 ? ", …" : ""}`));
+  }
+  legendElement.replaceChildren(el("h2", { class: "diff-head" }, "Compared with the base"), diffLegend(state.diff.max, state.diff.normalize, notes));
+  legendElement.classList.remove("collapsed");
+  legendElement.hidden = false;
+}
+
 /** The coloured packages, heaviest first, then one grey entry for the rest. */
 function showLegend() {
+  if (state.diff) {
+    showDiffLegend();
+    return;
+  }
   const self = d3.rollup(state.data.nodes, (ns) => d3.sum(ns, (n) => n.self), (n) => n.group);
   const groups = [...state.colors].map(([name, color]) => ({ name, color, self: self.get(name) }));
   const others = [...self.keys()].filter((name) => !state.colors.has(name));

@@ -1,6 +1,7 @@
 // Index page: keep the list of profiles current without a reload.
 // The server renders the table (escaped by Jinja); when /api/profiles reports a
-// different signature, the freshly rendered table replaces the current one.
+// different signature, the freshly rendered table replaces the current one
+// (keeping the boxes ticked to merge or compare profiles).
 
 const POLL_MS = 3000;
 
@@ -15,7 +16,13 @@ async function refresh() {
   if (!page.ok) return;
   const doc = new DOMParser().parseFromString(await page.text(), "text/html");
   const fresh = doc.getElementById("listing");
-  if (fresh) current.replaceWith(document.adoptNode(fresh));
+  if (!fresh) return;
+  // Keep what the user ticked (profiles to merge, bases, services) across the redraw.
+  const ticked = new Set([...current.querySelectorAll("input:checked")].map((input) => `${input.name}\0${input.value}`));
+  for (const input of fresh.querySelectorAll("input[type=checkbox], input[type=radio]")) {
+    input.checked = ticked.has(`${input.name}\0${input.value}`);
+  }
+  current.replaceWith(document.adoptNode(fresh));
 }
 
 function schedule() {

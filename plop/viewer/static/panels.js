@@ -1,6 +1,7 @@
 // The HTML around the graph: tooltip, details panel and legend.
 // Everything taken from a profile is inserted as text (el() / textContent).
 
+import { changeRows } from "./diff.js";
 import { el, fmtInt, fmtPct, location } from "./util.js";
 
 export class Tooltip {
@@ -9,7 +10,8 @@ export class Tooltip {
     this.container = container;
   }
 
-  show(node, event, total) {
+  /** `normalize` (true or false) when comparing with a base: the base's total and the change too. */
+  show(node, event, total, normalize = null) {
     const t = this.element;
     t.replaceChildren(
       el("div", { class: "fn" }, node.label || node.funcname),
@@ -17,6 +19,7 @@ export class Tooltip {
       el("table", {},
         el("tr", {}, el("td", {}, "Self"), el("td", {}, `${fmtInt(node.self)} samples`), el("td", {}, fmtPct(node.self, total))),
         el("tr", {}, el("td", {}, "Total"), el("td", {}, `${fmtInt(node.total)} samples`), el("td", {}, fmtPct(node.total, total))),
+        ...(normalize !== null && node.base_total !== undefined ? changeRows(node, node.base_total, normalize) : []),
       ),
     );
     t.hidden = false;

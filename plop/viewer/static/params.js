@@ -8,8 +8,14 @@
 
 export const form = document.getElementById("controls");
 
-/** Parameters that choose the samples: what every /data and /api request carries. */
-const SELECTION = ["filename", "view", "thread", "focus", "ignore", "hide"];
+/**
+ * Parameters that choose the samples: what every /data and /api request carries. The profiles
+ * (`filename`, repeated to merge, or `service` with `since` / `until`) and the base they are
+ * compared with (`base`, repeated, or `base_service`, `base_since`, `base_until`) come from the
+ * form's hidden fields; `normalize` from the compare control.
+ */
+const SELECTION = ["filename", "service", "since", "until", "base", "base_service", "base_since", "base_until",
+  "normalize", "view", "thread", "focus", "ignore", "hide"];
 /** Per-tab state kept in the URL, with the values that leave it out. */
 const STATE_DEFAULTS = { tab: "graph", zoom: "", fraction: "", sort: "", q: "", function: "", file: "", firstlineno: "" };
 
@@ -24,8 +30,7 @@ export function selection() {
   const params = new URLSearchParams();
   const data = new FormData(form);
   for (const key of SELECTION) {
-    const value = data.get(key);
-    if (value) params.set(key, String(value));
+    for (const value of data.getAll(key)) if (value) params.append(key, String(value));
   }
   return params;
 }
@@ -75,4 +80,10 @@ export function matcher(query) {
   const q = query.trim().toLowerCase();
   if (!q) return null;
   return (fn) => (fn.label || fn.name || fn.funcname || "").toLowerCase().includes(q) || (fn.filename || "").toLowerCase().includes(q);
+}
+
+/** Is the page comparing with a base? (Its answers then carry base_ counts and deltas.) */
+export function comparing() {
+  const data = new FormData(form);
+  return ["base", "base_service", "base_since", "base_until"].some((key) => data.getAll(key).some(Boolean));
 }

@@ -3,6 +3,7 @@
 // `sort`, a leading "-" reversing it); the search box filters the rows by
 // function or file; a row opens the function tab.
 
+import { fmtChange } from "./diff.js";
 import { fetchJson, functionState, matcher, selection, setState, state } from "./params.js";
 import { el, fmtInt, fmtPct } from "./util.js";
 
@@ -20,7 +21,25 @@ const ORDERS = {
   total: (a, b) => b.total - a.total || b.self - a.self || a.label.localeCompare(b.label),
   name: (a, b) => a.label.localeCompare(b.label) || a.filename.localeCompare(b.filename) || a.firstlineno - b.firstlineno,
   file: (a, b) => a.filename.localeCompare(b.filename) || a.firstlineno - b.firstlineno || a.label.localeCompare(b.label),
+  // Compared with a base: the base's counts and the changes (the largest loss of speed first).
+  base_self: (a, b) => b.base_self - a.base_self || b.base_total - a.base_total || a.label.localeCompare(b.label),
+  base_total: (a, b) => b.base_total - a.base_total || b.base_self - a.base_self || a.label.localeCompare(b.label),
+  delta_self: (a, b) => b.delta_self - a.delta_self || b.delta_total - a.delta_total || a.label.localeCompare(b.label),
+  delta_total: (a, b) => b.delta_total - a.delta_total || b.delta_self - a.delta_self || a.label.localeCompare(b.label),
 };
+const NUMERIC = new Set(["self", "total", "base_self", "base_total", "delta_self", "delta_total"]);
+
+const plainHead = table.querySelector("thead tr");
+/** The head of a compared table: new, base and change for self and total. */
+const compareHead = el("tr", {},
+  ...[["self", "Self"], ["total", "Total"]].flatMap(([key, label]) => [
+    el("th", { class: "num" }, el("button", { type: "button", "data-sort": key }, label)),
+    el("th", { class: "num" }, `${label} %`),
+    el("th", { class: "num" }, el("button", { type: "button", "data-sort": `base_${key}`, title: `The base's ${label.toLowerCase()} samples` }, `Base ${label.toLowerCase()}`)),
+    el("th", { class: "num" }, el("button", { type: "button", "data-sort": `delta_${key}`, title: "Change from the base (red: slower, blue: faster)" }, `Δ ${label.toLowerCase()}`)),
+  ]),
+  el("th", {}, el("button", { type: "button", "data-sort": "name" }, "Function")),
+  el("th", {}, el("button", { type: "button", "data-sort": "file" }, "Location")));
 
 /** Rows put in the page at first (a table of thousands lays out slowly); the rest on request. */
 const ROW_LIMIT = 1000;
@@ -33,7 +52,8 @@ let ticket = 0;
 function sortKey() {
   const key = state.sort || "self";
   const name = key.replace(/^-/, "");
-  return ORDERS[name] ? { name, reverse: key.startsWith("-") } : { name: "self", reverse: false };
+  const usable = ORDERS[name] && (NUMERIC.has(name) && !["self", "total"].includes(name) ? !!(data && data.base) : true);
+  return usable ? { name, reverse: key.startsWith("-") } : { name: "self", reverse: false };
 }
 
 function render() {
@@ -46,12 +66,19 @@ function render() {
   const total = data.total_samples;
   const fragment = document.createDocumentFragment();
   const shownRows = showAll ? rows : rows.slice(0, ROW_LIMIT);
+  const compared = !!data.base;
+  const baseTotal = data.base_total_samples;
+  const counts = (key, fn) => compared ? [
+    el("td", { class: "num" }, fmtInt(fn[key])),
+    el("td", { class: "num" }, fmtPct(fn[key], total)),
+    el("td", { class: "num" }, `${fmtInt(fn[`base_${key}`])} · ${fmtPct(fn[`base_${key}`], baseTotal)}`),
+    el("td", { class: `num delta ${fn[`delta_${key}`] > 0 ? "slower" : fn[`delta_${key}`] < 0 ? "faster" : ""}` },
+      fmtChange(fn[`delta_${key}`], data.normalize)),
+  ] : [el("td", { class: "num" }, fmtInt(fn[key])), el("td", { class: "num" }, fmtPct(fn[key], total))];
   for (const fn of shownRows) {
-    const row = el("tr", { class: "link", tabindex: "0" },
-      el("td", { class: "num" }, fmtInt(fn.self)),
-      el("td", { class: "num" }, fmtPct(fn.self, total)),
-      el("td", { class: "num" }, fmtInt(fn.total)),
-      el("td", { class: "num" }, fmtPct(fn.total, total)),
+    const row = el("tr", { class: compared && fn.side !== "both" ? `link side-${fn.side}` : "link", tabindex: "0" },
+      ...counts("self", fn),
+      ...counts("total", fn),
       el("td", { class: "fn" }, fn.label),
       el("td", { class: "loc" }, fn.line ? `${fn.filename}:${fn.line}` : fn.filename),
     );
@@ -65,17 +92,18 @@ function render() {
       showAll = true;
       render();
     });
-    fragment.append(el("tr", { class: "more" }, el("td", { colspan: "6" },
+    fragment.append(el("tr", { class: "more" }, el("td", { colspan: compared ? "10" : "6" },
       `${fmtInt(rows.length - shownRows.length)} lighter functions not listed · `, more)));
   }
   body.replaceChildren(fragment);
   for (const th of table.querySelectorAll("button[data-sort]")) {
     const active = th.dataset.sort === name;
     th.classList.toggle("sorted", active);
-    th.closest("th").setAttribute("aria-sort", active ? (reverse === (name === "self" || name === "total") ? "ascending" : "descending") : "none");
+    th.closest("th").setAttribute("aria-sort", active ? (reverse === NUMERIC.has(name) ? "ascending" : "descending") : "none");
   }
   const shown = rows.reduce((sum, fn) => sum + fn.self, 0);
-  status.replaceChildren(el("strong", {}, fmtInt(total)), " samples · ",
+  status.replaceChildren(el("strong", {}, fmtInt(total)), " samples",
+    compared ? ` (base: ${fmtInt(baseTotal)}; change of ${data.normalize ? "share of samples, in percentage points" : "samples"})` : "", " · ",
     matches ? `${fmtInt(rows.length)} of ${fmtInt(data.functions.length)} functions match, with ${fmtPct(shown, total)} of samples in their own code`
       : `${fmtInt(rows.length)} functions`,
     data.samples_without_frames ? ` · ${fmtInt(data.samples_without_frames)} samples without frames not counted` : "");
@@ -122,8 +150,10 @@ async function load(query) {
   if (mine !== ticket) return;
   data = answer;
   showAll = false;
+  table.querySelector("thead").replaceChildren(data.base ? compareHead : plainHead);
+  table.classList.toggle("compared", !!data.base);
   message.hidden = data.functions.length > 0;
-  if (!data.functions.length) message.textContent = "No samples (the filters may have left none).";
+  if (!data.functions.length) message.textContent = data.message ? `No functions: ${data.message}.` : "No samples (the filters may have left none).";
   render();
   table.dataset.query = query;
 }
