@@ -1,9 +1,10 @@
 """The benchmark's server: a Tornado app doing real work (templates, JSON, an executor).
 
-``python benchmarks/_server_app.py RATE DATADIR`` listens on a free loopback
-port, prints it, and serves until SIGTERM. RATE is ``off`` or samples per
-second for rolling profiles (``real`` mode, 10 s windows) started with
-``plop.start``.
+``python benchmarks/_server_app.py CONFIG DATADIR`` listens on a free loopback
+port, prints it, and serves until SIGTERM. CONFIG is ``off``, or samples per
+second for rolling profiles (``real`` mode, 1 s windows) started with
+``plop.start`` without an overhead budget, or that rate followed by ``b`` for
+the default budget (1%).
 """
 from __future__ import annotations
 
@@ -44,10 +45,12 @@ class PageHandler(tornado.web.RequestHandler):
 
 
 async def main() -> None:
-    rate, datadir = sys.argv[1], sys.argv[2]
-    if rate != "off":
-        plop.start(datadir=datadir, mode="real", interval=1.0 / float(rate), window=10.0,
-                   service="bench%s" % rate, overhead_budget=None)
+    config, datadir = sys.argv[1], sys.argv[2]
+    if config != "off":
+        budget = config.endswith("b")
+        rate = float(config.rstrip("b"))
+        plop.start(datadir=datadir, mode="real", interval=1.0 / rate, window=1.0, service="bench",
+                   **({} if budget else {"overhead_budget": None}))
     app = tornado.web.Application([(r"/", PageHandler)])
     server = app.listen(0, "127.0.0.1")
     port = next(iter(server._sockets.values())).getsockname()[1]
