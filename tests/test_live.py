@@ -451,9 +451,10 @@ def test_an_idle_window_does_not_starve_the_busy_ones_after_it(tmp_path):
         burn_for(3.1)
         h.stop()
     ''')
-    wins = [p for _, p in windows(tmp_path / "d", "idle")]
-    busy = [p for p in wins if p.metadata["cpu_time"] > 0.5 * p.metadata["duration"]
-            and p.metadata["duration"] > 0.5]
+    wins = sorted((p for _, p in windows(tmp_path / "d", "idle")), key=lambda p: p.metadata["window_start"])
+    assert wins[0].metadata["cpu_time"] < 0.2 * wins[0].metadata["duration"]  # the idle one
+    # Every later full window burns (by time, not by CPU: a loaded machine gives the process less).
+    busy = [p for p in wins[1:] if p.metadata["duration"] > 0.5]
     assert len(busy) >= 2, [(p.metadata["cpu_time"], p.metadata["duration"]) for p in wins]
     for p in busy:
         meta = p.metadata
