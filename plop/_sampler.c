@@ -1013,19 +1013,16 @@ Sampler_stop(Sampler *self, PyObject *Py_UNUSED(ignored))
 }
 
 /* Wait (GIL released) until the next tick of run generation g; returns 0 at
- * the tick, 1 when the run was stopped.  deadline_ns is on the tick clock. */
+ * the tick, 1 when the run was stopped.  deadline_ns is on the tick clock;
+ * ncpu (>= 1) spreads a CPU-clock wait over the cores. */
 static int
-wait_tick(Sampler *self, unsigned long g, int64_t *deadline_ns)
+wait_tick(Sampler *self, unsigned long g, int64_t *deadline_ns, long ncpu)
 {
     int64_t interval_ns = (int64_t)(self->pace * 1e9);
     if (interval_ns < 1000) {
         interval_ns = 1000;
     }
     int wall = self->tick_clock == CLOCK_MONOTONIC;
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    if (ncpu < 1) {
-        ncpu = 1;
-    }
     pthread_mutex_lock(&self->mu);
     for (;;) {
         if (self->generation != g || self->mu_generation != fork_generation) {
@@ -1102,13 +1099,19 @@ Sampler_run(Sampler *self, PyObject *arg)
     int ok;
     int64_t cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID, &ok);
     int64_t deadline = clock_ns((clockid_t)self->tick_clock, &ok) + (int64_t)(self->pace * 1e9);
+    /* Once per run: glibc answers it by reading a sysfs file, several
+     * microseconds that every tick would pay. */
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (ncpu < 1) {
+        ncpu = 1;
+    }
     for (;;) {
         int stopped;
         int64_t tick_ns = 0;
         Py_ssize_t n_running = 0;
         unsigned long saved_switch = 0;
         PyThreadState *saved = PyEval_SaveThread();
-        stopped = wait_tick(self, g, &deadline);
+        stopped = wait_tick(self, g, &deadline, ncpu);
         if (!stopped) {
             tick_ns = monotonic_ns();
             n_running = self->track_cpu ? read_tick(self, tick_ns) : 0;
