@@ -246,6 +246,133 @@ def test_slow_summaries_finish_in_the_background(datadir):
         directory.close()
 
 
+# ---------------------------------------------------------------- honest rates
+
+def window_profile(**metadata) -> Profile:
+    """A rolling window of a web service: 60 weighted samples, and ``metadata`` over a 5 s window at 10 ms."""
+    meta = {"service": "web", "mode": "real", "interval": 0.01, "effective_interval": 0.01, "duration": 5.0,
+            "start_time": 1767271380.0, "window_start": 1767271380.0, "window_end": 1767271385.0,
+            "ticks": 500, "overhead_budget": 0.01}
+    meta.update(metadata)
+    return Profile({("MainThread", (MAIN, HANDLE)): 60}, meta)
+
+
+#: The issue's window: the budget set the sampler to 153 ms, so it took 33 snapshots of 500.
+THROTTLED = dict(effective_interval=0.153, samples_taken=33, samples_asked=32, cpu_time=0.19,
+                 sampler_cpu_time=0.004, gil_wait=0.002, late=0,
+                 rate_change={"time": 1767271380.0, "from": 0.01, "to": 0.153, "cost": 0.1227})
+#: A window whose snapshots a thread holding the GIL delayed.
+LATE = dict(samples_taken=300, samples_asked=500, cpu_time=4.8, sampler_cpu_time=0.05, gil_wait=1.9, late=180)
+#: A window sampled at its asked rate.
+FULL = dict(samples_taken=497, samples_asked=500, cpu_time=4.9, sampler_cpu_time=0.05, gil_wait=0.01, late=2)
+
+
+@pytest.fixture
+def windows(datadir: Path) -> Path:
+    """Three windows in the data directory: throttled by the budget, late, and at the asked rate."""
+    for name, meta in (("throttled", THROTTLED), ("late", LATE), ("full", FULL)):
+        formats.dump(window_profile(**meta), datadir / ("web-%s.plop" % name))
+    return datadir
+
+
+@pytest.mark.gen_test
+async def test_api_profiles_says_snapshots_rate_and_below_rate(http_client, base_url, windows):
+    profiles = {p["name"]: p for p in json.loads((await get(http_client, base_url, "/api/profiles")).body)["profiles"]}
+    throttled, late, full = (profiles["web-%s.plop" % n] for n in ("throttled", "late", "full"))
+    assert throttled["samples"] == 60 and throttled["samples_taken"] == 33
+    assert throttled["effective_rate"] == pytest.approx(6.6)
+    assert throttled["effective_interval"] == 0.153 and throttled["expected_snapshots"] == pytest.approx(500)
+    assert throttled["cpu_time"] == 0.19 and throttled["sampler_cpu_time"] == 0.004
+    assert throttled["rate_change"] == {"time": 1767271380.0, "from": 0.01, "to": 0.153, "cost": 0.1227}
+    assert throttled["below_rate"] is True
+    assert "overhead budget (1% of CPU) set the sampler to every 153 ms" in throttled["below_rate_reason"]
+    assert "from every 10 ms to every 153 ms" in throttled["below_rate_reason"]
+    assert "GIL" not in throttled["below_rate_reason"]
+    assert late["below_rate"] is True and late["effective_rate"] == 60
+    assert "180 snapshots came late" in late["below_rate_reason"] and "GIL" in late["below_rate_reason"]
+    assert "budget" not in late["below_rate_reason"]
+    assert full["below_rate"] is False and full["below_rate_reason"] is None and full["samples_taken"] == 497
+
+
+@pytest.mark.gen_test
+async def test_profiles_without_rate_keys_claim_nothing(http_client, base_url, datadir):
+    """Old plop files, py-spy's, a native profile without the keys: no snapshots, no rate, no verdict."""
+    shutil.copy(FIXTURES / "small_work.py-spy-0.4.3.speedscope.json", datadir / "spy.speedscope.json")
+    shutil.copy(FIXTURES / "small_work.ddtrace-4.16.0.pprof", datadir / "dd.pprof")
+    body = json.loads((await get(http_client, base_url, "/api/profiles")).body)
+    profiles = {p["name"]: p for p in body["profiles"]}
+    for name in ("web.plop", "small.plop", "tmpl_work.legacy-plop-0.4.0.plop", "tmpl_work.py-spy-0.4.3.collapsed",
+                 "spy.speedscope.json", "dd.pprof"):
+        p = profiles[name]
+        assert p["status"] == "ok", name
+        assert p["samples_taken"] is None and p["effective_rate"] is None and p["below_rate"] is None, name
+    assert profiles["web.plop"]["expected_snapshots"] == pytest.approx(1250)  # known, but nothing to hold it to
+    html = (await get(http_client, base_url, "/")).body.decode()
+    assert "below asked rate" not in html and 'class="snapshots"' not in html
+    for name in ("web.plop", "tmpl_work.legacy-plop-0.4.0.plop", "spy.speedscope.json", "dd.pprof"):
+        page = (await get(http_client, base_url, "/view?filename=" + quote(name))).body.decode()
+        assert "Snapshots</dt>" not in page and "below asked rate" not in page and "Sampler</dt>" not in page, name
+        assert "CPU</dt>" not in page, name
+
+
+@pytest.mark.gen_test
+async def test_index_shows_snapshots_rate_and_marks_below_rate(http_client, base_url, windows):
+    html = (await get(http_client, base_url, "/")).body.decode()
+
+    def row(name: str) -> str:
+        part = html[html.index('href="/view?filename=%s"' % name):]
+        return part[: part.index("</tr>")]
+
+    throttled = row("web-throttled.plop")
+    assert ">60<" in throttled and ">33 · 6.6/s<" in throttled
+    assert 'class="below-rate"' in throttled and "below asked rate" in throttled
+    assert "set the sampler to every 153 ms" in throttled  # the marker's tooltip
+    assert "below asked rate" in row("web-late.plop") and "came late" in row("web-late.plop")
+    full = row("web-full.plop")
+    assert ">497 · 99/s<" in full and "below asked rate" not in full
+
+
+@pytest.mark.gen_test
+async def test_header_shows_snapshots_rate_cpu_and_sampler_cost(http_client, base_url, windows):
+    html = (await get(http_client, base_url, "/view?filename=web-throttled.plop")).body.decode()
+    assert "<dt>Samples</dt><dd title=\"Weighted" in html and ">60</dd>" in html
+    assert "<dt>Snapshots</dt>" in html and ">33 · 6.6/s</span>" in html
+    assert "real · every 10 ms asked" in html and "153 ms set by the budget" in html
+    assert "<dt>CPU</dt><dd title=\"CPU time the process used while sampled\">190 ms</dd>" in html
+    assert ">4 ms CPU · 2.1% of the process's</dd>" in html
+    marker = html[html.index('class="below-rate"'):]
+    marker = marker[: marker.index("</span>")]
+    assert "below asked rate" in marker and "33 snapshots taken of the 500 that one every 10 ms would take" in marker
+    full = (await get(http_client, base_url, "/view?filename=web-full.plop")).body.decode()
+    assert ">497 · 99/s</span>" in full and "below asked rate" not in full and "set by the budget" not in full
+
+
+@pytest.mark.gen_test
+async def test_rate_keys_of_the_wrong_type_are_ignored_and_escaped(http_client, base_url, datadir):
+    formats.dump(window_profile(samples_taken=33, late=HOSTILE, gil_wait=[1], sampler_cpu_time="x",
+                                rate_change={"from": HOSTILE, "to": 0.1}, samples_asked=-4),
+                 datadir / "odd.plop")
+    profiles = {p["name"]: p for p in json.loads((await get(http_client, base_url, "/api/profiles")).body)["profiles"]}
+    odd = profiles["odd.plop"]
+    assert odd["late"] is None and odd["gil_wait"] is None and odd["sampler_cpu_time"] is None
+    assert odd["rate_change"] is None and odd["samples_asked"] is None
+    assert odd["below_rate"] is True and "does not record why" in odd["below_rate_reason"]
+    page = (await get(http_client, base_url, "/view?filename=odd.plop")).body.decode()
+    assert "<img" not in page and "Sampler</dt>" not in page and "below asked rate" in page
+
+
+def test_prof_mode_is_judged_against_cpu_time_or_not_at_all():
+    from plop.viewer.rates import rates
+    # 2 CPU seconds at 10 ms of CPU: 200 asked, 190 taken, over 60 wall seconds.
+    judged = rates({"mode": "prof", "interval": 0.01, "duration": 60.0, "cpu_time": 2.0, "samples_taken": 190})
+    assert judged["expected_snapshots"] == pytest.approx(200) and judged["below_rate"] is False
+    # A collector run in prof mode records no cpu_time: its wall duration says nothing of its CPU clock.
+    unknown = rates({"mode": "prof", "interval": 0.01, "duration": 60.0, "samples_taken": 190})
+    assert unknown["expected_snapshots"] is None and unknown["below_rate"] is None
+    # Too short to judge: 8 expected.
+    assert rates({"mode": "real", "interval": 0.01, "duration": 0.08, "samples_taken": 2})["below_rate"] is None
+
+
 # ---------------------------------------------------------------- view and data
 
 @pytest.mark.gen_test

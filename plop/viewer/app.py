@@ -34,6 +34,7 @@ from plop.analysis import FLAME_FRACTION, FilterError, Filters, apply_filters, f
 from plop.callgraph import VIEWS, CallGraph, select
 from plop.profile import Profile
 from plop.viewer.listing import DataDirectory, Entry, LRUCache, reason
+from plop.viewer.rates import RATE_KEYS
 from plop.viewer.source import SourceDirectories
 from plop.viewer.templating import make_environment
 
@@ -211,6 +212,8 @@ def entry_json(entry: Entry) -> dict[str, Any]:
     summary = entry.summary or {}
     for key in ("samples", "stacks", "threads", "has_cpu", "command", "start_time", "duration", "mode",
                 "interval", "hostname", "pid", "service"):
+        item[key] = summary.get(key)
+    for key in RATE_KEYS:
         item[key] = summary.get(key)
     return item
 
