@@ -688,8 +688,8 @@ async def test_api_top(http_client, base_url):
     rows = [(f["name"], f["self"], f["total"]) for f in body["functions"]]
     assert rows == [("query", 30, 30), ("work", 15, 15), ("handle", 10, 40), (HOSTILE, 5, 5), ("main", 0, 45)]
     first = body["functions"][0]
-    assert set(first) == {"name", "label", "filename", "firstlineno", "line", "self", "total"}
-    assert (first["filename"], first["firstlineno"]) == (QUERY.filename, 30)
+    assert set(first) == {"name", "label", "filename", "firstlineno", "line", "group", "self", "total"}
+    assert (first["filename"], first["firstlineno"], first["group"]) == (QUERY.filename, 30, "db")
     assert body["filename"] == "web.plop" and body["views"] == ["wall", "cpu"]
 
 
@@ -771,6 +771,58 @@ async def test_view_page_tabs(http_client, base_url, tab):
     assert 'data-tab="%s"' % tab in html and "<img" not in html
     assert 'value="&lt;img src=x onerror=alert(1)&gt;"' in html  # the filter box keeps the filter, escaped
     assert (await get(http_client, base_url, "/view?filename=web.plop&tab=nope")).code == 400
+
+
+# ---------------------------------------------------------------- package colours
+
+def test_package_colors_are_distinct_deterministic_and_by_whole_profile_rank():
+    from plop.callgraph import CallGraph
+    from plop.viewer.colors import OTHER, PALETTE, package_colors, slot_of
+    main = Frame("/srv/app/main.py", "main", 1, 2)
+    samples = {("", (main, Frame("/srv/venv/lib/python3.11/site-packages/pkg%02d/m.py" % i, "f", 1, 2))): 100 - i
+               for i in range(20)}
+    colors = package_colors(CallGraph.from_profile(Profile(samples)))
+    assert colors["other"] == OTHER
+    names = [p["package"] for p in colors["packages"]]
+    assert names == ["pkg%02d" % i for i in range(len(PALETTE))]  # the heaviest get the palette
+    assigned = [p["color"] for p in colors["packages"]]
+    assert len(set(assigned)) == len(PALETTE) and set(assigned) == set(PALETTE)
+    # The heaviest package always gets the slot its name hashes to; a later one the next free slot.
+    assert assigned[0] == PALETTE[slot_of("pkg00")]
+    assert colors == package_colors(CallGraph.from_profile(Profile(dict(reversed(list(samples.items()))))))
+
+
+def split_profile() -> Profile:
+    """Own code in /srv/app and /srv/app/jobs; only the jobs run on a CPU, so the CPU view alone
+    would name the packages from /srv/app/jobs."""
+    server = Frame("/srv/app/server.py", "serve", 1, 3)
+    handler = Frame("/srv/app/handlers.py", "get", 5, 8)
+    job = Frame("/srv/app/jobs/resize.py", "resize", 2, 9)
+    wait = Frame("/usr/lib/python3.11/selectors.py", "select", 450, 468)
+    samples = {("MainThread", (server, wait)): 50, ("MainThread", (server, handler)): 20,
+               ("pool", (job,)): 10}
+    cpu = {("MainThread", (server, wait)): 0, ("MainThread", (server, handler)): 0, ("pool", (job,)): 10}
+    return Profile(samples, {"mode": "real", "interval": 0.01}, cpu)
+
+
+@pytest.mark.gen_test
+async def test_every_view_and_tab_names_and_colours_packages_as_the_whole_profile(http_client, base_url, datadir):
+    formats.dump(split_profile(), datadir / "split.plop")
+    answers = {}
+    for view in ("wall", "cpu"):
+        for route in ("/data", "/api/flame", "/api/top"):
+            answers[view, route] = await get_json(http_client, base_url, "%s?filename=split.plop&view=%s" % (route, view))
+    answers["thread", "/data"] = await get_json(http_client, base_url, "/data?filename=split.plop&thread=pool")
+    answers["filter", "/data"] = await get_json(http_client, base_url, "/data?filename=split.plop&focus=resize")
+    colors = {json.dumps(a["colors"]) for a in answers.values()}
+    assert len(colors) == 1  # one set of colours for the profile, whatever the view, thread or filter
+    packages = [p["package"] for p in answers["wall", "/data"]["colors"]["packages"]]
+    assert packages == ["selectors", "app"]  # ranked by own samples in the whole profile
+    assert {n["group"] for n in answers["cpu", "/data"]["nodes"] if n["funcname"] == "resize"} == {"app"}
+    assert {n["group"] for n in answers["thread", "/data"]["nodes"]} == {"app"}
+    assert {f["group"] for f in answers["cpu", "/api/top"]["functions"] if f["name"] == "resize"} == {"app"}
+    flame = answers["cpu", "/api/flame"]["root"]
+    assert flame["group"] == "" and flame["children"][0]["group"] == "app"
 
 
 def source_tree(tmp_path: Path) -> tuple[Path, Path]:

@@ -33,6 +33,7 @@ from plop import formats
 from plop.analysis import FLAME_FRACTION, FilterError, Filters, apply_filters, flame_tree
 from plop.callgraph import VIEWS, CallGraph, select
 from plop.profile import Profile
+from plop.viewer.colors import package_colors
 from plop.viewer.listing import DataDirectory, Entry, LRUCache, reason
 from plop.viewer.rates import RATE_KEYS
 from plop.viewer.source import SourceDirectories
@@ -68,6 +69,7 @@ class Viewer:
         self._profiles = LRUCache(4)
         self._graphs = LRUCache(4)
         self._threads = LRUCache(16)
+        self._packages = LRUCache(16)
         self._bodies = LRUCache(64)
         self._lock = threading.Lock()
         self._building: dict[Any, concurrent.futures.Future] = {}
@@ -98,9 +100,26 @@ class Viewer:
         key = (entry.key, view, thread, filters)
         graph = self._graphs.get(key)
         if graph is None:
-            graph = CallGraph.from_profile(self.selected(entry, profile, view, thread, filters))
+            whole = (view, thread, filters) == ("wall", None, Filters())
+            root = None if whole else self.packages(entry, profile)["root"]
+            graph = CallGraph.from_profile(self.selected(entry, profile, view, thread, filters), root)
             self._graphs.put(key, graph)
         return graph
+
+    def packages(self, entry: Entry, profile: Profile) -> dict[str, Any]:
+        """The whole profile's package naming and colours (cached per file version).
+
+        ``{"root": ..., "colors": ...}``: the directory every view names
+        packages from (`plop.callgraph.app_root` of the whole profile) and
+        their colours (`plop.viewer.colors.package_colors`), so that a
+        package has one name and one colour in every view, thread, filter and tab.
+        """
+        packages = self._packages.get(entry.key)
+        if packages is None:
+            whole = self.graph(entry, profile, "wall", None)
+            packages = {"root": whole.root, "colors": package_colors(whole)}
+            self._packages.put(entry.key, packages)
+        return packages
 
     def data(self, entry: Entry, profile: Profile, view: str, thread: str | None, max_nodes: int | None,
              filters: Filters = Filters()) -> bytes:
@@ -115,7 +134,8 @@ class Viewer:
               fraction: float) -> bytes:
         """The ``/api/flame`` response body: the pruned call tree (see `plop.analysis.flame_tree`)."""
         def build() -> dict[str, Any]:
-            tree = flame_tree(self.selected(entry, profile, view, thread, filters), fraction)
+            tree = flame_tree(self.selected(entry, profile, view, thread, filters), fraction,
+                              self.packages(entry, profile)["root"])
             tree.update(self._context(entry, profile, view, thread, filters))
             return tree
         return self._body(("flame", entry.key, view, thread, filters, fraction), build)
@@ -155,6 +175,7 @@ class Viewer:
             "thread": thread,
             "threads": self.threads(entry, profile),
             "filters": filters.as_dict(),
+            "colors": self.packages(entry, profile)["colors"],
         }
 
     def _body(self, key: Any, build: Callable[[], dict[str, Any]]) -> bytes:
