@@ -13,6 +13,7 @@
 // the rows' frames inside the zoomed range, and hover finds its frame by a
 // binary search in one row.
 
+import { packageColor, swatch, textOn, useColors } from "./colors.js";
 import { fetchJson, functionState, matcher, selection, setState, state } from "./params.js";
 import { el, fmtInt, fmtPct } from "./util.js";
 
@@ -64,22 +65,9 @@ function flatten(root) {
   return { frames, rows };
 }
 
-function hue(text) {
-  let h = 2166136261;
-  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 16777619);
-  return (h >>> 0) % 360;
-}
-
-const colorCache = new Map();
+/** A frame's colour: its package's, as in every tab (the root, of no package, is grey). */
 function colorOf(node) {
-  // One hue per file, so a module's functions look alike; warm-to-cool across files.
-  const key = node.filename;
-  let color = colorCache.get(key);
-  if (!color) {
-    color = `hsl(${hue(key || node.label)}, 55%, 74%)`;
-    colorCache.set(key, color);
-  }
-  return color;
+  return packageColor(node.group);
 }
 
 function where(node) {
@@ -139,7 +127,7 @@ function draw() {
       if (w >= TEXT_MIN) {
         const chars = Math.floor((w - 8) / CHAR_PX);
         const label = f.node.label;
-        ctx.fillStyle = "#1d2430";
+        ctx.fillStyle = textOn(fill);
         ctx.fillText(label.length <= chars ? label : label.slice(0, Math.max(chars - 1, 1)) + "…", px + 4, y + ROW / 2);
       }
       drawn++;
@@ -212,6 +200,7 @@ function showTooltip(f, event) {
   tooltip.replaceChildren(
     el("div", { class: "fn" }, f.node.label),
     el("div", { class: "loc" }, where(f.node)),
+    f.node.group ? el("div", { class: "group" }, swatch(colorOf(f.node)), f.node.group) : null,
     el("table", {},
       el("tr", {}, el("td", {}, "Samples"), el("td", {}, fmtInt(f.node.value)), el("td", {}, `${fmtPct(f.node.value, total)} of total`)),
       parent ? el("tr", {}, el("td", {}, ""), el("td", {}, ""), el("td", {}, `${fmtPct(f.node.value, parent.value)} of ${parent.label}`)) : null,
@@ -322,6 +311,7 @@ async function load(query) {
   if (mine !== ticket) return;
   const started = performance.now();
   view.data = data;
+  useColors(data);
   ({ frames: view.frames, rows: view.rows } = flatten(data.root));
   canvas.dataset.frames = String(data.frames);
   let zoom = view.frames[0];

@@ -3,6 +3,7 @@
 // from /api/function. The source is shown only when the server may read it
 // (files under a --source directory); otherwise the answer says why not.
 
+import { packageColor, swatch, useColors } from "./colors.js";
 import { fetchJson, functionState, reEscape, selection, state } from "./params.js";
 import { el, fmtInt, fmtPct } from "./util.js";
 
@@ -39,7 +40,7 @@ function side(title, rows, fn, empty, kind) {
   const body = el("tbody");
   for (const other of rows) {
     const row = el("tr", { class: "link", tabindex: "0", title: where(other) },
-      el("td", { class: "fn" }, other.label),
+      el("td", { class: "fn" }, swatch(packageColor(other.group), other.group), other.label),
       el("td", { class: "num" }, fmtInt(other.calls)),
       el("td", { class: "num" }, fmtPct(other.calls, fn.total)),
       el("td", { class: "barcell" }, bar(other.calls, fn.total)));
@@ -115,6 +116,7 @@ function render(answer) {
       el("div", {},
         el("h2", { id: "function-name" }, fn.label),
         el("div", { class: "loc" }, where(fn)),
+        el("div", { class: "group" }, swatch(packageColor(fn.group)), fn.group),
         answer.recursive ? el("p", { class: "none" }, `Recursive: calls itself in ${fmtInt(answer.recursive)} samples.`) : null),
       el("div", { class: "stats" }, stat("Self", fn.self), stat("Total", fn.total)),
       el("div", { class: "function-actions" },
@@ -147,6 +149,7 @@ async function load(query) {
   }
   if (mine !== ticket) return;
   message.hidden = true;
+  useColors(answer);
   render(answer);
   panel.dataset.query = query;
 }

@@ -2,14 +2,13 @@
 // hover, selection and search. page.js shows it and tells it when the
 // selection changed.
 
+import { hasColor, otherColor, packageColor, useColors } from "./colors.js";
 import { GraphView } from "./draw.js";
 import { Details, Legend, Tooltip } from "./panels.js";
 import { form, functionState, matcher, selection, setState } from "./params.js";
 import { el, fmtInt, fmtPct } from "./util.js";
 
 const d3 = window.d3;
-const PALETTE = d3.schemeTableau10;
-const OTHER_COLOR = "#b8bfca";
 
 const app = document.getElementById("app");
 const message = document.getElementById("message");
@@ -23,7 +22,6 @@ const state = {
   selected: null,     // selected node
   group: null,        // highlighted legend entry: {name, members?}
   matches: null,      // nodes matching the search, or null
-  colors: new Map(),  // package -> colour
 };
 
 const legendElement = document.getElementById("legend");
@@ -62,7 +60,7 @@ function obstacles() {
   return { right: detailsElement.hidden ? 0 : detailsElement.offsetWidth + 8, panels };
 }
 
-const colorOf = (n) => state.colors.get(n.group) || OTHER_COLOR;
+const colorOf = (n) => packageColor(n.group);
 
 /** The query of /data for the current controls. */
 function currentParams() {
@@ -130,7 +128,7 @@ async function load() {
     showMessage("This profile has no samples to draw.");
     return;
   }
-  assignColors(body);
+  useColors(body);
   state.selected = null;
   state.group = null;
   details.hide();
@@ -170,23 +168,19 @@ function showStatus(data, auto) {
   status.replaceChildren(...parts);
 }
 
-/** Colour packages by weight: the heaviest get the most distinct colours. */
-function assignColors(data) {
-  const weight = d3.rollup(data.nodes, (ns) => d3.sum(ns, (n) => n.self) + 1e-6 * d3.sum(ns, (n) => n.total), (n) => n.group);
-  const ranked = [...weight.keys()].sort((a, b) => weight.get(b) - weight.get(a) || a.localeCompare(b));
-  state.colors = new Map(ranked.slice(0, PALETTE.length).map((g, i) => [g, PALETTE[i]]));
-}
-
-/** The coloured packages, heaviest first, then one grey entry for the rest. */
+/** The packages of this view with a colour of their own, heaviest first here, then one grey entry for the rest. */
 function showLegend() {
   const self = d3.rollup(state.data.nodes, (ns) => d3.sum(ns, (n) => n.self), (n) => n.group);
-  const groups = [...state.colors].map(([name, color]) => ({ name, color, self: self.get(name) }));
-  const others = [...self.keys()].filter((name) => !state.colors.has(name));
+  const names = [...self.keys()];
+  const groups = names.filter(hasColor)
+    .sort((a, b) => self.get(b) - self.get(a) || a.localeCompare(b))
+    .map((name) => ({ name, color: packageColor(name), self: self.get(name) }));
+  const others = names.filter((name) => !hasColor(name));
   if (others.length) {
     groups.push({
       name: `${others.length} other package${others.length > 1 ? "s" : ""}`,
       members: new Set(others),
-      color: OTHER_COLOR,
+      color: otherColor(),
       self: d3.sum(others, (name) => self.get(name)),
     });
   }

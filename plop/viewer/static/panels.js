@@ -1,6 +1,7 @@
 // The HTML around the graph: tooltip, details panel and legend.
 // Everything taken from a profile is inserted as text (el() / textContent).
 
+import { swatch } from "./colors.js";
 import { el, fmtInt, fmtPct, location } from "./util.js";
 
 export class Tooltip {
@@ -130,12 +131,6 @@ function bar(value, whole, self = 0) {
     b.append(own);
   }
   return b;
-}
-
-function swatch(color) {
-  const s = el("span", { class: "swatch" });
-  s.style.background = color;
-  return s;
 }
 
 /**

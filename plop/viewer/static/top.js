@@ -3,6 +3,7 @@
 // `sort`, a leading "-" reversing it); the search box filters the rows by
 // function or file; a row opens the function tab.
 
+import { packageColor, swatch, useColors } from "./colors.js";
 import { fetchJson, functionState, matcher, selection, setState, state } from "./params.js";
 import { el, fmtInt, fmtPct } from "./util.js";
 
@@ -52,7 +53,7 @@ function render() {
       el("td", { class: "num" }, fmtPct(fn.self, total)),
       el("td", { class: "num" }, fmtInt(fn.total)),
       el("td", { class: "num" }, fmtPct(fn.total, total)),
-      el("td", { class: "fn" }, fn.label),
+      el("td", { class: "fn" }, swatch(packageColor(fn.group), fn.group), fn.label),
       el("td", { class: "loc" }, fn.line ? `${fn.filename}:${fn.line}` : fn.filename),
     );
     row.fn = fn;
@@ -121,6 +122,7 @@ async function load(query) {
   }
   if (mine !== ticket) return;
   data = answer;
+  useColors(data);
   showAll = false;
   message.hidden = data.functions.length > 0;
   if (!data.functions.length) message.textContent = "No samples (the filters may have left none).";
