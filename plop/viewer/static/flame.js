@@ -339,7 +339,7 @@ export const flameTab = {
     }
   },
   search: () => applySearch(),
-  /** Where frames are on screen (for scripts and tests): [{label, path, x, y, width, height, value}]. */
+  /** Where frames are on screen (for scripts and tests): [{label, name, group, path, x, y, width, height, value}]. */
   boxes() {
     if (!view.data) return [];
     const box = canvas.getBoundingClientRect();
@@ -348,7 +348,7 @@ export const flameTab = {
     for (const f of view.frames) {
       const left = Math.max(f.x, x0), right = Math.min(f.x + f.node.value, x0 + view.zoom.node.value);
       if (right <= left || (f.depth >= view.zoom.depth && (f.x >= x0 + view.zoom.node.value || f.x + f.node.value <= x0))) continue;
-      out.push({ label: f.node.label, name: f.node.name, path: f.path, value: f.node.value, depth: f.depth,
+      out.push({ label: f.node.label, name: f.node.name, group: f.node.group, path: f.path, value: f.node.value, depth: f.depth,
                  x: box.left + (left - x0) * k, y: box.top + f.depth * ROW, width: (right - left) * k, height: ROW });
     }
     return out;
