@@ -965,3 +965,68 @@ def test_header_and_index_say_snapshots_rate_and_mark_below_rate(page, server):
     for old in ("tmpl_work.legacy-plop-0.4.0.plop", "tmpl_work.py-spy-0.4.3.collapsed", "hostile.plop"):
         assert rows[old].locator("td.rate").inner_text().strip() == "", old
     screenshot(page, "index-rates.png")
+
+
+# ---------------------------------------------------------------- short names where space is tight
+
+def short_name(label: str) -> str:
+    """What util.js's shortName makes of a label: its last dotted component (``<module> x.y`` stays)."""
+    if label.startswith("<module>"):
+        return label
+    head, dot, tail = label.rpartition(".")
+    return tail if dot and tail else label
+
+
+def test_graph_labels_fall_back_to_short_names_when_crowded(browser, server):
+    for width, height in ((1400, 900), (640, 480)):
+        context, page = new_page(browser, width, height)
+        try:
+            data = open_graph(page, server + "/view?filename=shop-web-3.plop&max_nodes=all")
+            labels = {n["id"]: n["label"] for n in data["nodes"]}
+            shown = page.eval_on_selector_all(
+                "g.node:not(.label-hidden)",
+                "gs => gs.map(g => [+g.dataset.id, g.classList.contains('label-short'), g.querySelector('tspan.name').textContent])")
+            short = [(i, text) for i, is_short, text in shown if is_short]
+            full = [(i, text) for i, is_short, text in shown if not is_short]
+            for i, text in short:
+                assert text == short_name(labels[i]) != labels[i], labels[i]
+            for i, text in full:
+                assert text == labels[i] or (text.startswith("…") and labels[i].endswith(text[1:])), labels[i]
+            screenshot(page, "graph-names-%dx%d.png" % (width, height))
+            if width == 1400:
+                assert ("ProductListHandler.get" in [t for _i, t in full])  # room: the qualified name
+            else:
+                assert short, "a crowded graph shows some short names"
+                # The tooltip of a node labelled by its short name still says its full name.
+                i, text = next((i, t) for i, t in short if "." in labels[i])
+                page.locator('g.node[data-id="%d"] circle' % i).hover(force=True)
+                page.locator("#tooltip").wait_for(state="visible")
+                assert labels[i] in page.inner_text("#tooltip")
+        finally:
+            context.close()
+        assert not page.problems
+
+
+def test_flame_frames_too_narrow_for_the_full_name_show_the_short_one(browser, server):
+    for width in (1400, 480):
+        context, page = new_page(browser, width, 800)
+        try:
+            open_flame(page, server + "/view?filename=shop-web-3.plop&tab=flame")
+            boxes = {b["label"]: b for b in flame_boxes(page)}
+            api_box = boxes["ProductApiHandler.get"]
+            if width == 1400:
+                assert boxes["ProductListHandler.get"]["text"] == "ProductListHandler.get"
+                assert api_box["text"] == "ProductApiHandler.get"
+            else:
+                assert api_box["text"] == "get"  # ~100 px: "ProductApiHandler.get" does not fit
+                page.mouse.move(api_box["x"] + api_box["width"] / 2, api_box["y"] + api_box["height"] / 2)
+                page.locator("#flame-tooltip").wait_for(state="visible")
+                assert "ProductApiHandler.get" in page.inner_text("#flame-tooltip .fn")
+                screenshot(page, "flame-short-names.png")
+            for b in boxes.values():
+                text = b["text"]
+                assert text is None or text in (b["label"], short_name(b["label"])) or (
+                    text.endswith("…") and short_name(b["label"]).startswith(text[:-1])), b
+        finally:
+            context.close()
+        assert not page.problems

@@ -15,7 +15,7 @@
 
 import { packageColor, swatch, textOn, useColors } from "./colors.js";
 import { fetchJson, functionState, matcher, selection, setState, state } from "./params.js";
-import { el, fmtInt, fmtPct } from "./util.js";
+import { el, fmtInt, fmtPct, shortName } from "./util.js";
 
 const ROW = 18;            // pixels per depth
 const TEXT_MIN = 28;       // frames narrower than this get no label
@@ -124,11 +124,10 @@ function draw() {
         ctx.lineWidth = 1.5;
         ctx.strokeRect(px + 0.75, y + 0.75, Math.max(w - 2.5, 0.5), ROW - 2.5);
       }
-      if (w >= TEXT_MIN) {
-        const chars = Math.floor((w - 8) / CHAR_PX);
-        const label = f.node.label;
+      const text = fitLabel(f.node.label, w);
+      if (text) {
         ctx.fillStyle = textOn(fill);
-        ctx.fillText(label.length <= chars ? label : label.slice(0, Math.max(chars - 1, 1)) + "…", px + 4, y + ROW / 2);
+        ctx.fillText(text, px + 4, y + ROW / 2);
       }
       drawn++;
     }
@@ -136,6 +135,18 @@ function draw() {
   ctx.globalAlpha = 1;
   canvas.dataset.drawn = String(drawn);
   canvas.dataset.drawMs = (performance.now() - started).toFixed(1);
+}
+
+/**
+ * The label a frame `width` pixels wide shows: its full name where it fits, else its
+ * short name (see shortName), cut with "…" if even that is too long; none when too narrow.
+ */
+function fitLabel(label, width) {
+  if (width < TEXT_MIN) return null;
+  const chars = Math.floor((width - 8) / CHAR_PX);
+  if (label.length <= chars) return label;
+  const short = shortName(label);
+  return short.length <= chars ? short : short.slice(0, Math.max(chars - 1, 1)) + "…";
 }
 
 /** Index in `row` of the first frame ending after sample position `x`. */
@@ -339,7 +350,7 @@ export const flameTab = {
     }
   },
   search: () => applySearch(),
-  /** Where frames are on screen (for scripts and tests): [{label, name, group, path, x, y, width, height, value}]. */
+  /** Where frames are on screen (for scripts and tests): [{label, text (drawn), name, group, path, x, y, width, height, value}]. */
   boxes() {
     if (!view.data) return [];
     const box = canvas.getBoundingClientRect();
@@ -348,7 +359,8 @@ export const flameTab = {
     for (const f of view.frames) {
       const left = Math.max(f.x, x0), right = Math.min(f.x + f.node.value, x0 + view.zoom.node.value);
       if (right <= left || (f.depth >= view.zoom.depth && (f.x >= x0 + view.zoom.node.value || f.x + f.node.value <= x0))) continue;
-      out.push({ label: f.node.label, name: f.node.name, group: f.node.group, path: f.path, value: f.node.value, depth: f.depth,
+      out.push({ label: f.node.label, text: fitLabel(f.node.label, (right - left) * k), name: f.node.name, group: f.node.group,
+                 path: f.path, value: f.node.value, depth: f.depth,
                  x: box.left + (left - x0) * k, y: box.top + f.depth * ROW, width: (right - left) * k, height: ROW });
     }
     return out;
