@@ -825,6 +825,22 @@ async def test_every_view_and_tab_names_and_colours_packages_as_the_whole_profil
     assert flame["group"] == "" and flame["children"][0]["group"] == "app"
 
 
+@pytest.mark.gen_test
+async def test_qualified_names_are_served_whole(http_client, base_url, datadir):
+    """The server never shortens a name: short names are the pages' choice where space is tight."""
+    outer = Frame("/srv/app/jobs.py", "outer", 1, 9)
+    inner = Frame("/srv/app/jobs.py", "outer.<locals>.inner", 3, 5)
+    get = Frame("/srv/app/handlers.py", "ProductListHandler.get", 40, 44)
+    formats.dump(Profile({("", (outer, inner)): 4, ("", (get,)): 2}), datadir / "qual.plop")
+    top = await get_json(http_client, base_url, "/api/top?filename=qual.plop")
+    assert {(f["name"], f["label"]) for f in top["functions"]} >= {
+        ("outer.<locals>.inner", "outer.<locals>.inner"), ("ProductListHandler.get", "ProductListHandler.get")}
+    flame = await get_json(http_client, base_url, "/api/flame?filename=qual.plop&fraction=0")
+    assert [c["label"] for c in flame["root"]["children"][0]["children"]] == ["outer.<locals>.inner"]
+    data = await get_json(http_client, base_url, "/data?filename=qual.plop")
+    assert "ProductListHandler.get" in {n["label"] for n in data["nodes"]}
+
+
 def source_tree(tmp_path: Path) -> tuple[Path, Path]:
     """A --source directory with one module, a symlink out of it, and a secret file beside it."""
     src = tmp_path / "src"
