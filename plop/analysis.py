@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from itertools import filterfalse
 from typing import Any, Iterable
 
-from plop.callgraph import app_root, label_of
+from plop.callgraph import app_root, group_of, label_of
 from plop.profile import Frame, Profile, StackKey
 
 #: The flame graph leaves out frames under this share of all samples (0.02%, a tenth of a pixel
@@ -126,7 +126,7 @@ def _filtered(samples: dict[StackKey, int], name: str, matched: set[Frame]) -> d
     return hidden
 
 
-def flame_tree(profile: Profile, fraction: float = FLAME_FRACTION) -> dict[str, Any]:
+def flame_tree(profile: Profile, fraction: float = FLAME_FRACTION, root: str | None = None) -> dict[str, Any]:
     """The call tree of ``profile`` (all its threads), as ``/api/flame`` serves it.
 
     A node is one function reached by one path of calls from the root (a
@@ -141,7 +141,10 @@ def flame_tree(profile: Profile, fraction: float = FLAME_FRACTION) -> dict[str, 
     everywhere, and the answer's ``pruned_frames`` and ``pruned_samples``
     sum that up (counting each left-out subtree once, by its topmost frame).
     The light subtrees are never walked, which keeps a profile of 100,000
-    stacks quick to shape.
+    stacks quick to shape. A node's ``group`` is its package (see
+    `plop.callgraph.group_of`), named from ``root`` (by default the profile's
+    own `plop.callgraph.app_root`; a view of a larger profile passes that
+    one's, so that packages keep their names, as in the call graph).
     """
     if not 0 <= fraction < 1:
         raise ValueError("fraction must be at least 0 and less than 1")
@@ -173,9 +176,9 @@ def flame_tree(profile: Profile, fraction: float = FLAME_FRACTION) -> dict[str, 
         return fid
 
     threshold = fraction * total
-    root: dict[str, Any] = {"fid": -1, "value": total, "self": 0, "pruned": 0, "children": []}
+    tree: dict[str, Any] = {"fid": -1, "value": total, "self": 0, "pruned": 0, "children": []}
     pruned_frames = pruned_samples = 0
-    work = [(root, items, 0)]
+    work = [(tree, items, 0)]
     while work:
         node, members, depth = work.pop()
         groups: dict[int, list] = {}
@@ -207,9 +210,14 @@ def flame_tree(profile: Profile, fraction: float = FLAME_FRACTION) -> dict[str, 
             child = {"fid": fid, "value": value, "self": 0, "pruned": 0, "children": []}
             children.append(child)
             work.append((child, group_items, depth + 1))
-    root_dir = app_root(sorted({frame[0] for frame in shown}))
+    root_dir = app_root(sorted({frame[0] for frame in shown})) if root is None else root
     labels = [label_of(frame[1], frame[0], root_dir) for frame in shown]
-    frames = _finish(root, shown, labels, lines)
+    group_of_file: dict[str, str] = {}
+    for frame in shown:
+        if frame[0] not in group_of_file:
+            group_of_file[frame[0]] = group_of(frame[0], root_dir)
+    groups = [group_of_file[frame[0]] for frame in shown]
+    frames = _finish(tree, shown, labels, groups, lines)
     return {
         "total_samples": total,
         "samples_without_frames": empty,
@@ -218,11 +226,11 @@ def flame_tree(profile: Profile, fraction: float = FLAME_FRACTION) -> dict[str, 
         "frames": frames,
         "pruned_frames": pruned_frames,
         "pruned_samples": pruned_samples,
-        "root": root,
+        "root": tree,
     }
 
 
-def _finish(root: dict[str, Any], shown: list[Frame], labels: list[str], lines: list[int]) -> int:
+def _finish(root: dict[str, Any], shown: list[Frame], labels: list[str], groups: list[str], lines: list[int]) -> int:
     """Name every node of the tree, order children heaviest first; returns the number of frames."""
     count = 0
     work = [root]
@@ -230,10 +238,11 @@ def _finish(root: dict[str, Any], shown: list[Frame], labels: list[str], lines: 
         node = work.pop()
         fid = node.pop("fid")
         if fid < 0:
-            node.update(name=ROOT_NAME, label=ROOT_NAME, filename="", firstlineno=0, line=0)
+            node.update(name=ROOT_NAME, label=ROOT_NAME, filename="", firstlineno=0, line=0, group="")
         else:
             frame = shown[fid]
-            node.update(name=frame[1], label=labels[fid], filename=frame[0], firstlineno=frame[2], line=lines[fid])
+            node.update(name=frame[1], label=labels[fid], filename=frame[0], firstlineno=frame[2], line=lines[fid],
+                        group=groups[fid])
             count += 1
         children = node.pop("children")
         children.sort(key=lambda c: (-c["value"], labels[c["fid"]], shown[c["fid"]][0]))

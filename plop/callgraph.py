@@ -274,11 +274,15 @@ class CallGraph:
         return {divmod(code, count): w for code, w in self._calls.items()}
 
     @classmethod
-    def from_profile(cls, profile: Profile) -> "CallGraph":
+    def from_profile(cls, profile: Profile, root: str | None = None) -> "CallGraph":
         """Aggregate every stack of ``profile`` (all its threads) into one graph.
 
         Samples with an empty stack have no function to charge: they are
         counted apart, in ``empty_samples``, and left out of ``total_samples``.
+        ``root`` is the directory packages and modules are named from (see
+        `app_root`); by default ``profile``'s own. A view of a larger profile
+        (one thread, the CPU samples, a filter) passes the whole profile's, so
+        that its packages keep their names, and so their colours.
         """
         graph = cls()
         stacks = _index_stacks(profile.samples)
@@ -308,7 +312,8 @@ class CallGraph:
             for i, frame in enumerate(node_frames)
         ]
         filenames = list(map(_FILENAME, node_frames))
-        root = app_root(sorted(set(filenames)))
+        if root is None:
+            root = app_root(sorted(set(filenames)))
         group_cache: dict[str, str] = {}
         for filename in filenames:
             if filename not in group_cache:
@@ -436,6 +441,7 @@ class CallGraph:
             "filename": frame[0],
             "firstlineno": frame[2],
             "line": self.linenos[i],
+            "group": self.groups[i],
             "self": self.self_counts[i],
             "total": self.total_counts[i],
         }

@@ -147,12 +147,26 @@ def web_service_profile() -> Profile:
     walk("MainThread", main, ())
     walk("ThreadPoolExecutor-0_0", worker, ())
     walk("metrics-flusher", flusher, ())
+    # Every snapshot has a main thread's stack: its samples are the snapshots, 10 ms apart.
+    snapshots = sum(n for (thread, _stack), n in samples.items() if thread == "MainThread")
     metadata = {
-        "command": ["python", "-m", "shop.server", "--port=8000"], "start_time": 1767271380.0, "duration": 60.0,
-        "mode": "real", "interval": 0.01, "pid": 48213, "hostname": "web-3.shop.internal",
-        "python_version": "3.11.7", "samples_taken": sum(samples.values()), "sample_time": 0.41,
+        "command": ["python", "-m", "shop.server", "--port=8000"], "start_time": 1767271380.0,
+        "duration": round(snapshots * 0.01, 2), "mode": "real", "interval": 0.01, "pid": 48213,
+        "hostname": "web-3.shop.internal", "python_version": "3.11.7", "samples_taken": snapshots, "sample_time": 0.41,
     }
     return Profile(samples, metadata, cpu)
+
+
+def throttled_window() -> Profile:
+    """The issue's rolling window: its overhead budget set the sampler to 153 ms, so it took 33 snapshots
+    of the 500 that 10 ms would take in 5 s; each stands for about 15 intervals."""
+    shop = web_service_profile()
+    metadata = {"service": "web", "mode": "real", "interval": 0.01, "effective_interval": 0.153, "duration": 5.0,
+                "start_time": 1767271380.0, "window_start": 1767271380.0, "window_end": 1767271385.0,
+                "samples_taken": 33, "ticks": 500, "samples_asked": 32, "cpu_time": 0.19, "sampler_cpu_time": 0.004,
+                "gil_wait": 0.002, "late": 0, "overhead_budget": 0.01, "pid": 4242, "hostname": "web-3",
+                "rate_change": {"time": 1767271380.0, "from": 0.01, "to": 0.153, "cost": 0.1227}}
+    return Profile(shop.samples, metadata, shop.cpu_samples)
 
 
 def hostile_profile() -> Profile:
@@ -176,6 +190,7 @@ def datadir(tmp_path_factory) -> Path:
         shutil.copy(fixture, d / fixture.name)
     formats.dump(hostile_profile(), d / "hostile.plop")
     formats.dump(web_service_profile(), d / "shop-web-3.plop")
+    formats.dump(throttled_window(), d / "web-20260101T124300.000Z-4242.plop")
     formats.dump(many_functions_profile(), d / "many.plop")
     # A real profile: two threads, recursion, import-time frames, many packages.
     subprocess.run([sys.executable, "-m", "plop.collector", "--mode", "real", "--interval", "0.005",
@@ -827,3 +842,191 @@ def test_graph_details_open_the_function_tab(page, server):
     assert "tab=function" in page.url
     page.go_back()
     page.wait_for_function("() => !document.getElementById('app').hidden")
+
+
+# ---------------------------------------------------------------- package colours
+
+def rgb(color: str) -> tuple[int, int, int]:
+    """``"#4e79a7"`` or ``"rgb(78, 121, 167)"`` as a tuple."""
+    if color.startswith("#"):
+        return tuple(int(color[i:i + 2], 16) for i in (1, 3, 5))
+    return tuple(int(c) for c in color[color.index("(") + 1:color.index(")")].split(",")[:3])
+
+
+def graph_colours(page) -> dict[str, tuple]:
+    """Package -> colour of the drawn graph's circles (one colour per package, checked)."""
+    pairs = page.eval_on_selector_all(
+        "g.node", "gs => gs.map(g => [g.__data__.group, g.querySelector('circle').getAttribute('fill')])")
+    colours: dict[str, tuple] = {}
+    for group, fill in pairs:
+        assert colours.setdefault(group, rgb(fill)) == rgb(fill), group
+    return colours
+
+
+def legend_colours(page) -> dict[str, tuple]:
+    return {name: rgb(color) for name, color in page.eval_on_selector_all(
+        "#legend li", "lis => lis.map(li => [li.querySelector('.name').textContent, li.querySelector('.swatch').style.background])")}
+
+
+def flame_colours(page) -> dict[str, tuple]:
+    """Package -> colour of the flame graph's frames, read from the canvas's pixels."""
+    return page.evaluate("""() => {
+        const canvas = document.getElementById("flame-canvas");
+        const box = canvas.getBoundingClientRect();
+        const ctx = canvas.getContext("2d");
+        const dpr = window.devicePixelRatio || 1;
+        const out = {};
+        for (const b of window.plopViewer.tabs.flame.boxes()) {
+          if (!b.group || b.width < 6) continue;
+          const [r, g, bl] = ctx.getImageData(Math.round((b.x - box.left + 2) * dpr), Math.round((b.y - box.top + 2) * dpr), 1, 1).data;
+          (out[b.group] ||= []).push([r, g, bl]);
+        }
+        return out;
+      }""")
+
+
+def test_a_package_has_one_colour_in_every_view_and_tab(page, server):
+    colors = api(server, "/data?filename=shop-web-3.plop")["colors"]
+    assigned = {p["package"]: rgb(p["color"]) for p in colors["packages"]}
+    other = rgb(colors["other"])
+    open_graph(page, server + "/view?filename=shop-web-3.plop&max_nodes=all")
+    wall = graph_colours(page)
+    wall_legend = legend_colours(page)
+    screenshot(page, "colours-wall.png")
+    page.click("text=On CPU")
+    page.wait_for_function("() => document.getElementById('app').dataset.drawn.includes('view=cpu')")
+    drawn_data(page)
+    cpu = graph_colours(page)
+    cpu_legend = legend_colours(page)
+    screenshot(page, "colours-cpu.png")
+    # The wall view's heaviest package (selectors: the event loop waiting) is light on the CPU: a
+    # colour by rank within one view would move; this one is the profile's.
+    for group, colour in {**wall, **cpu}.items():
+        assert colour == assigned.get(group, other), group
+    assert set(wall) & set(cpu) >= {"shop", "sqlalchemy", "selectors", "tornado"}
+    for name, colour in {**wall_legend, **cpu_legend}.items():
+        if name in assigned:
+            assert colour == assigned[name], name
+    assert [n for n in wall_legend if n in assigned] != [n for n in cpu_legend if n in assigned]  # the views differ...
+    assert {n: wall_legend[n] for n in cpu_legend if n in wall_legend and n in assigned} == \
+        {n: cpu_legend[n] for n in cpu_legend if n in wall_legend and n in assigned}  # ...their colours do not
+
+    # The flame graph of both views paints each package's frames in the same colour as the graph.
+    for view in ("wall", "cpu"):
+        open_flame(page, server + "/view?filename=shop-web-3.plop&tab=flame&view=%s" % view)
+        frames = flame_colours(page)
+        assert {"shop", "sqlalchemy", "tornado"} <= set(frames)
+        for group, pixels in frames.items():
+            assert {tuple(p) for p in pixels} == {assigned.get(group, other)}, (view, group)
+    screenshot(page, "colours-flame-cpu.png")
+
+    # The top table's dots, too.
+    page.goto(server + "/view?filename=shop-web-3.plop&tab=top")
+    page.wait_for_function("() => document.getElementById('top-table').dataset.rows")
+    dots = page.eval_on_selector_all("#top-table tbody td.fn .swatch", "ss => ss.map(s => [s.title, s.style.background])")
+    assert len(dots) > 20
+    for group, colour in dots:
+        assert rgb(colour) == assigned.get(group, other), group
+
+
+# ---------------------------------------------------------------- honest rates
+
+THROTTLED = "web-20260101T124300.000Z-4242.plop"
+
+
+def test_header_and_index_say_snapshots_rate_and_mark_below_rate(page, server):
+    page.goto(server + "/view?filename=" + THROTTLED)
+    drawn_data(page)
+    header = page.locator("header .meta")
+    text = header.inner_text()
+    assert "SAMPLES\n2,376" in text or "SAMPLES 2,376" in text.replace("\n", " ")
+    flat = " ".join(text.split())
+    assert "SNAPSHOTS 33 · 6.6/s below asked rate" in flat
+    assert "every 10 ms asked · 153 ms set by the budget" in flat
+    assert "CPU 190 ms" in flat and "SAMPLER 4 ms CPU · 2.1% of the process's" in flat
+    marker = page.locator("header .below-rate")
+    assert marker.is_visible()
+    color = marker.evaluate("m => getComputedStyle(m).color")
+    assert color == "rgb(180, 35, 24)"  # --danger: it stands out
+    reason = marker.get_attribute("title")
+    assert "33 snapshots taken of the 500 that one every 10 ms would take" in reason
+    assert "overhead budget (1% of CPU) set the sampler to every 153 ms" in reason
+    assert "from every 10 ms to every 153 ms when plop cost 12.3%" in reason
+    marker.hover()
+    screenshot(page, "header-below-rate.png")
+
+    page.goto(server + "/")
+    rows = {row.locator("td.name a").inner_text(): row for row in page.locator("table.profiles tbody tr:not(.broken)").all()}
+    throttled = rows[THROTTLED].locator("td.rate")
+    assert " ".join(throttled.inner_text().split()) == "33 · 6.6/s below asked rate"
+    assert "153 ms" in throttled.locator(".below-rate").get_attribute("title")
+    shop = " ".join(rows["shop-web-3.plop"].locator("td.rate").inner_text().split())
+    assert shop.endswith("· 100/s") and "below" not in shop
+    for old in ("tmpl_work.legacy-plop-0.4.0.plop", "tmpl_work.py-spy-0.4.3.collapsed", "hostile.plop"):
+        assert rows[old].locator("td.rate").inner_text().strip() == "", old
+    screenshot(page, "index-rates.png")
+
+
+# ---------------------------------------------------------------- short names where space is tight
+
+def short_name(label: str) -> str:
+    """What util.js's shortName makes of a label: its last dotted component (``<module> x.y`` stays)."""
+    if label.startswith("<module>"):
+        return label
+    head, dot, tail = label.rpartition(".")
+    return tail if dot and tail else label
+
+
+def test_graph_labels_fall_back_to_short_names_when_crowded(browser, server):
+    for width, height in ((1400, 900), (640, 480)):
+        context, page = new_page(browser, width, height)
+        try:
+            data = open_graph(page, server + "/view?filename=shop-web-3.plop&max_nodes=all")
+            labels = {n["id"]: n["label"] for n in data["nodes"]}
+            shown = page.eval_on_selector_all(
+                "g.node:not(.label-hidden)",
+                "gs => gs.map(g => [+g.dataset.id, g.classList.contains('label-short'), g.querySelector('tspan.name').textContent])")
+            short = [(i, text) for i, is_short, text in shown if is_short]
+            full = [(i, text) for i, is_short, text in shown if not is_short]
+            for i, text in short:
+                assert text == short_name(labels[i]) != labels[i], labels[i]
+            for i, text in full:
+                assert text == labels[i] or (text.startswith("…") and labels[i].endswith(text[1:])), labels[i]
+            screenshot(page, "graph-names-%dx%d.png" % (width, height))
+            if width == 1400:
+                assert ("ProductListHandler.get" in [t for _i, t in full])  # room: the qualified name
+            else:
+                assert short, "a crowded graph shows some short names"
+                # The tooltip of a node labelled by its short name still says its full name.
+                i, text = next((i, t) for i, t in short if "." in labels[i])
+                page.locator('g.node[data-id="%d"] circle' % i).hover(force=True)
+                page.locator("#tooltip").wait_for(state="visible")
+                assert labels[i] in page.inner_text("#tooltip")
+        finally:
+            context.close()
+        assert not page.problems
+
+
+def test_flame_frames_too_narrow_for_the_full_name_show_the_short_one(browser, server):
+    for width in (1400, 480):
+        context, page = new_page(browser, width, 800)
+        try:
+            open_flame(page, server + "/view?filename=shop-web-3.plop&tab=flame")
+            boxes = {b["label"]: b for b in flame_boxes(page)}
+            api_box = boxes["ProductApiHandler.get"]
+            if width == 1400:
+                assert boxes["ProductListHandler.get"]["text"] == "ProductListHandler.get"
+                assert api_box["text"] == "ProductApiHandler.get"
+            else:
+                assert api_box["text"] == "get"  # ~100 px: "ProductApiHandler.get" does not fit
+                page.mouse.move(api_box["x"] + api_box["width"] / 2, api_box["y"] + api_box["height"] / 2)
+                page.locator("#flame-tooltip").wait_for(state="visible")
+                assert "ProductApiHandler.get" in page.inner_text("#flame-tooltip .fn")
+                screenshot(page, "flame-short-names.png")
+            for b in boxes.values():
+                text = b["text"]
+                assert text is None or text in (b["label"], short_name(b["label"])) or (
+                    text.endswith("…") and short_name(b["label"]).startswith(text[:-1])), b
+        finally:
+            context.close()
+        assert not page.problems

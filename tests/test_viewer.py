@@ -246,6 +246,133 @@ def test_slow_summaries_finish_in_the_background(datadir):
         directory.close()
 
 
+# ---------------------------------------------------------------- honest rates
+
+def window_profile(**metadata) -> Profile:
+    """A rolling window of a web service: 60 weighted samples, and ``metadata`` over a 5 s window at 10 ms."""
+    meta = {"service": "web", "mode": "real", "interval": 0.01, "effective_interval": 0.01, "duration": 5.0,
+            "start_time": 1767271380.0, "window_start": 1767271380.0, "window_end": 1767271385.0,
+            "ticks": 500, "overhead_budget": 0.01}
+    meta.update(metadata)
+    return Profile({("MainThread", (MAIN, HANDLE)): 60}, meta)
+
+
+#: The issue's window: the budget set the sampler to 153 ms, so it took 33 snapshots of 500.
+THROTTLED = dict(effective_interval=0.153, samples_taken=33, samples_asked=32, cpu_time=0.19,
+                 sampler_cpu_time=0.004, gil_wait=0.002, late=0,
+                 rate_change={"time": 1767271380.0, "from": 0.01, "to": 0.153, "cost": 0.1227})
+#: A window whose snapshots a thread holding the GIL delayed.
+LATE = dict(samples_taken=300, samples_asked=500, cpu_time=4.8, sampler_cpu_time=0.05, gil_wait=1.9, late=180)
+#: A window sampled at its asked rate.
+FULL = dict(samples_taken=497, samples_asked=500, cpu_time=4.9, sampler_cpu_time=0.05, gil_wait=0.01, late=2)
+
+
+@pytest.fixture
+def windows(datadir: Path) -> Path:
+    """Three windows in the data directory: throttled by the budget, late, and at the asked rate."""
+    for name, meta in (("throttled", THROTTLED), ("late", LATE), ("full", FULL)):
+        formats.dump(window_profile(**meta), datadir / ("web-%s.plop" % name))
+    return datadir
+
+
+@pytest.mark.gen_test
+async def test_api_profiles_says_snapshots_rate_and_below_rate(http_client, base_url, windows):
+    profiles = {p["name"]: p for p in json.loads((await get(http_client, base_url, "/api/profiles")).body)["profiles"]}
+    throttled, late, full = (profiles["web-%s.plop" % n] for n in ("throttled", "late", "full"))
+    assert throttled["samples"] == 60 and throttled["samples_taken"] == 33
+    assert throttled["effective_rate"] == pytest.approx(6.6)
+    assert throttled["effective_interval"] == 0.153 and throttled["expected_snapshots"] == pytest.approx(500)
+    assert throttled["cpu_time"] == 0.19 and throttled["sampler_cpu_time"] == 0.004
+    assert throttled["rate_change"] == {"time": 1767271380.0, "from": 0.01, "to": 0.153, "cost": 0.1227}
+    assert throttled["below_rate"] is True
+    assert "overhead budget (1% of CPU) set the sampler to every 153 ms" in throttled["below_rate_reason"]
+    assert "from every 10 ms to every 153 ms" in throttled["below_rate_reason"]
+    assert "GIL" not in throttled["below_rate_reason"]
+    assert late["below_rate"] is True and late["effective_rate"] == 60
+    assert "180 snapshots came late" in late["below_rate_reason"] and "GIL" in late["below_rate_reason"]
+    assert "budget" not in late["below_rate_reason"]
+    assert full["below_rate"] is False and full["below_rate_reason"] is None and full["samples_taken"] == 497
+
+
+@pytest.mark.gen_test
+async def test_profiles_without_rate_keys_claim_nothing(http_client, base_url, datadir):
+    """Old plop files, py-spy's, a native profile without the keys: no snapshots, no rate, no verdict."""
+    shutil.copy(FIXTURES / "small_work.py-spy-0.4.3.speedscope.json", datadir / "spy.speedscope.json")
+    shutil.copy(FIXTURES / "small_work.ddtrace-4.16.0.pprof", datadir / "dd.pprof")
+    body = json.loads((await get(http_client, base_url, "/api/profiles")).body)
+    profiles = {p["name"]: p for p in body["profiles"]}
+    for name in ("web.plop", "small.plop", "tmpl_work.legacy-plop-0.4.0.plop", "tmpl_work.py-spy-0.4.3.collapsed",
+                 "spy.speedscope.json", "dd.pprof"):
+        p = profiles[name]
+        assert p["status"] == "ok", name
+        assert p["samples_taken"] is None and p["effective_rate"] is None and p["below_rate"] is None, name
+    assert profiles["web.plop"]["expected_snapshots"] == pytest.approx(1250)  # known, but nothing to hold it to
+    html = (await get(http_client, base_url, "/")).body.decode()
+    assert "below asked rate" not in html and 'class="snapshots"' not in html
+    for name in ("web.plop", "tmpl_work.legacy-plop-0.4.0.plop", "spy.speedscope.json", "dd.pprof"):
+        page = (await get(http_client, base_url, "/view?filename=" + quote(name))).body.decode()
+        assert "Snapshots</dt>" not in page and "below asked rate" not in page and "Sampler</dt>" not in page, name
+        assert "CPU</dt>" not in page, name
+
+
+@pytest.mark.gen_test
+async def test_index_shows_snapshots_rate_and_marks_below_rate(http_client, base_url, windows):
+    html = (await get(http_client, base_url, "/")).body.decode()
+
+    def row(name: str) -> str:
+        part = html[html.index('href="/view?filename=%s"' % name):]
+        return part[: part.index("</tr>")]
+
+    throttled = row("web-throttled.plop")
+    assert ">60<" in throttled and ">33 · 6.6/s<" in throttled
+    assert 'class="below-rate"' in throttled and "below asked rate" in throttled
+    assert "set the sampler to every 153 ms" in throttled  # the marker's tooltip
+    assert "below asked rate" in row("web-late.plop") and "came late" in row("web-late.plop")
+    full = row("web-full.plop")
+    assert ">497 · 99/s<" in full and "below asked rate" not in full
+
+
+@pytest.mark.gen_test
+async def test_header_shows_snapshots_rate_cpu_and_sampler_cost(http_client, base_url, windows):
+    html = (await get(http_client, base_url, "/view?filename=web-throttled.plop")).body.decode()
+    assert "<dt>Samples</dt><dd title=\"Weighted" in html and ">60</dd>" in html
+    assert "<dt>Snapshots</dt>" in html and ">33 · 6.6/s</span>" in html
+    assert "real · every 10 ms asked" in html and "153 ms set by the budget" in html
+    assert "<dt>CPU</dt><dd title=\"CPU time the process used while sampled\">190 ms</dd>" in html
+    assert ">4 ms CPU · 2.1% of the process's</dd>" in html
+    marker = html[html.index('class="below-rate"'):]
+    marker = marker[: marker.index("</span>")]
+    assert "below asked rate" in marker and "33 snapshots taken of the 500 that one every 10 ms would take" in marker
+    full = (await get(http_client, base_url, "/view?filename=web-full.plop")).body.decode()
+    assert ">497 · 99/s</span>" in full and "below asked rate" not in full and "set by the budget" not in full
+
+
+@pytest.mark.gen_test
+async def test_rate_keys_of_the_wrong_type_are_ignored_and_escaped(http_client, base_url, datadir):
+    formats.dump(window_profile(samples_taken=33, late=HOSTILE, gil_wait=[1], sampler_cpu_time="x",
+                                rate_change={"from": HOSTILE, "to": 0.1}, samples_asked=-4),
+                 datadir / "odd.plop")
+    profiles = {p["name"]: p for p in json.loads((await get(http_client, base_url, "/api/profiles")).body)["profiles"]}
+    odd = profiles["odd.plop"]
+    assert odd["late"] is None and odd["gil_wait"] is None and odd["sampler_cpu_time"] is None
+    assert odd["rate_change"] is None and odd["samples_asked"] is None
+    assert odd["below_rate"] is True and "does not record why" in odd["below_rate_reason"]
+    page = (await get(http_client, base_url, "/view?filename=odd.plop")).body.decode()
+    assert "<img" not in page and "Sampler</dt>" not in page and "below asked rate" in page
+
+
+def test_prof_mode_is_judged_against_cpu_time_or_not_at_all():
+    from plop.viewer.rates import rates
+    # 2 CPU seconds at 10 ms of CPU: 200 asked, 190 taken, over 60 wall seconds.
+    judged = rates({"mode": "prof", "interval": 0.01, "duration": 60.0, "cpu_time": 2.0, "samples_taken": 190})
+    assert judged["expected_snapshots"] == pytest.approx(200) and judged["below_rate"] is False
+    # A collector run in prof mode records no cpu_time: its wall duration says nothing of its CPU clock.
+    unknown = rates({"mode": "prof", "interval": 0.01, "duration": 60.0, "samples_taken": 190})
+    assert unknown["expected_snapshots"] is None and unknown["below_rate"] is None
+    # Too short to judge: 8 expected.
+    assert rates({"mode": "real", "interval": 0.01, "duration": 0.08, "samples_taken": 2})["below_rate"] is None
+
+
 # ---------------------------------------------------------------- view and data
 
 @pytest.mark.gen_test
@@ -561,8 +688,8 @@ async def test_api_top(http_client, base_url):
     rows = [(f["name"], f["self"], f["total"]) for f in body["functions"]]
     assert rows == [("query", 30, 30), ("work", 15, 15), ("handle", 10, 40), (HOSTILE, 5, 5), ("main", 0, 45)]
     first = body["functions"][0]
-    assert set(first) == {"name", "label", "filename", "firstlineno", "line", "self", "total"}
-    assert (first["filename"], first["firstlineno"]) == (QUERY.filename, 30)
+    assert set(first) == {"name", "label", "filename", "firstlineno", "line", "group", "self", "total"}
+    assert (first["filename"], first["firstlineno"], first["group"]) == (QUERY.filename, 30, "db")
     assert body["filename"] == "web.plop" and body["views"] == ["wall", "cpu"]
 
 
@@ -644,6 +771,74 @@ async def test_view_page_tabs(http_client, base_url, tab):
     assert 'data-tab="%s"' % tab in html and "<img" not in html
     assert 'value="&lt;img src=x onerror=alert(1)&gt;"' in html  # the filter box keeps the filter, escaped
     assert (await get(http_client, base_url, "/view?filename=web.plop&tab=nope")).code == 400
+
+
+# ---------------------------------------------------------------- package colours
+
+def test_package_colors_are_distinct_deterministic_and_by_whole_profile_rank():
+    from plop.callgraph import CallGraph
+    from plop.viewer.colors import OTHER, PALETTE, package_colors, slot_of
+    main = Frame("/srv/app/main.py", "main", 1, 2)
+    samples = {("", (main, Frame("/srv/venv/lib/python3.11/site-packages/pkg%02d/m.py" % i, "f", 1, 2))): 100 - i
+               for i in range(20)}
+    colors = package_colors(CallGraph.from_profile(Profile(samples)))
+    assert colors["other"] == OTHER
+    names = [p["package"] for p in colors["packages"]]
+    assert names == ["pkg%02d" % i for i in range(len(PALETTE))]  # the heaviest get the palette
+    assigned = [p["color"] for p in colors["packages"]]
+    assert len(set(assigned)) == len(PALETTE) and set(assigned) == set(PALETTE)
+    # The heaviest package always gets the slot its name hashes to; a later one the next free slot.
+    assert assigned[0] == PALETTE[slot_of("pkg00")]
+    assert colors == package_colors(CallGraph.from_profile(Profile(dict(reversed(list(samples.items()))))))
+
+
+def split_profile() -> Profile:
+    """Own code in /srv/app and /srv/app/jobs; only the jobs run on a CPU, so the CPU view alone
+    would name the packages from /srv/app/jobs."""
+    server = Frame("/srv/app/server.py", "serve", 1, 3)
+    handler = Frame("/srv/app/handlers.py", "get", 5, 8)
+    job = Frame("/srv/app/jobs/resize.py", "resize", 2, 9)
+    wait = Frame("/usr/lib/python3.11/selectors.py", "select", 450, 468)
+    samples = {("MainThread", (server, wait)): 50, ("MainThread", (server, handler)): 20,
+               ("pool", (job,)): 10}
+    cpu = {("MainThread", (server, wait)): 0, ("MainThread", (server, handler)): 0, ("pool", (job,)): 10}
+    return Profile(samples, {"mode": "real", "interval": 0.01}, cpu)
+
+
+@pytest.mark.gen_test
+async def test_every_view_and_tab_names_and_colours_packages_as_the_whole_profile(http_client, base_url, datadir):
+    formats.dump(split_profile(), datadir / "split.plop")
+    answers = {}
+    for view in ("wall", "cpu"):
+        for route in ("/data", "/api/flame", "/api/top"):
+            answers[view, route] = await get_json(http_client, base_url, "%s?filename=split.plop&view=%s" % (route, view))
+    answers["thread", "/data"] = await get_json(http_client, base_url, "/data?filename=split.plop&thread=pool")
+    answers["filter", "/data"] = await get_json(http_client, base_url, "/data?filename=split.plop&focus=resize")
+    colors = {json.dumps(a["colors"]) for a in answers.values()}
+    assert len(colors) == 1  # one set of colours for the profile, whatever the view, thread or filter
+    packages = [p["package"] for p in answers["wall", "/data"]["colors"]["packages"]]
+    assert packages == ["selectors", "app"]  # ranked by own samples in the whole profile
+    assert {n["group"] for n in answers["cpu", "/data"]["nodes"] if n["funcname"] == "resize"} == {"app"}
+    assert {n["group"] for n in answers["thread", "/data"]["nodes"]} == {"app"}
+    assert {f["group"] for f in answers["cpu", "/api/top"]["functions"] if f["name"] == "resize"} == {"app"}
+    flame = answers["cpu", "/api/flame"]["root"]
+    assert flame["group"] == "" and flame["children"][0]["group"] == "app"
+
+
+@pytest.mark.gen_test
+async def test_qualified_names_are_served_whole(http_client, base_url, datadir):
+    """The server never shortens a name: short names are the pages' choice where space is tight."""
+    outer = Frame("/srv/app/jobs.py", "outer", 1, 9)
+    inner = Frame("/srv/app/jobs.py", "outer.<locals>.inner", 3, 5)
+    get = Frame("/srv/app/handlers.py", "ProductListHandler.get", 40, 44)
+    formats.dump(Profile({("", (outer, inner)): 4, ("", (get,)): 2}), datadir / "qual.plop")
+    top = await get_json(http_client, base_url, "/api/top?filename=qual.plop")
+    assert {(f["name"], f["label"]) for f in top["functions"]} >= {
+        ("outer.<locals>.inner", "outer.<locals>.inner"), ("ProductListHandler.get", "ProductListHandler.get")}
+    flame = await get_json(http_client, base_url, "/api/flame?filename=qual.plop&fraction=0")
+    assert [c["label"] for c in flame["root"]["children"][0]["children"]] == ["outer.<locals>.inner"]
+    data = await get_json(http_client, base_url, "/data?filename=qual.plop")
+    assert "ProductListHandler.get" in {n["label"] for n in data["nodes"]}
 
 
 def source_tree(tmp_path: Path) -> tuple[Path, Path]:

@@ -40,7 +40,9 @@ from plop.merge import (
     window_of,
 )
 from plop.profile import Profile
+from plop.viewer.colors import package_colors
 from plop.viewer.listing import DataDirectory, Entry, LRUCache, reason
+from plop.viewer.rates import RATE_KEYS
 from plop.viewer.source import SourceDirectories
 from plop.viewer.templating import make_environment
 
@@ -183,6 +185,7 @@ class Viewer:
         self._graphs = LRUCache(8)
         self._threads = LRUCache(16)
         self._merged = LRUCache(4)
+        self._packages = LRUCache(16)
         self._bodies = LRUCache(64)
         self._lock = threading.Lock()
         self._building: dict[Any, concurrent.futures.Future] = {}
@@ -260,9 +263,26 @@ class Viewer:
         key = (source.key, view, thread, filters)
         graph = self._graphs.get(key)
         if graph is None:
-            graph = CallGraph.from_profile(self.selected(source, view, thread, filters))
+            whole = (view, thread, filters) == ("wall", None, Filters())
+            root = None if whole else self.packages(source)["root"]
+            graph = CallGraph.from_profile(self.selected(source, view, thread, filters), root)
             self._graphs.put(key, graph)
         return graph
+
+    def packages(self, source: Source) -> dict[str, Any]:
+        """The whole profile's package naming and colours (cached per file versions).
+
+        ``{"root": ..., "colors": ...}``: the directory every view names
+        packages from (`plop.callgraph.app_root` of the whole profile) and
+        their colours (`plop.viewer.colors.package_colors`), so that a
+        package has one name and one colour in every view, thread, filter and tab.
+        """
+        packages = self._packages.get(source.key)
+        if packages is None:
+            whole = self.graph(source, "wall", None)
+            packages = {"root": whole.root, "colors": package_colors(whole)}
+            self._packages.put(source.key, packages)
+        return packages
 
     def _graphs_of(self, q: Query) -> tuple[CallGraph, CallGraph | None]:
         """The new side's graph and the base's (``None`` without a base)."""
@@ -284,9 +304,10 @@ class Viewer:
     def flame(self, q: Query, fraction: float) -> bytes:
         """The ``/api/flame`` response body: the pruned call tree (see `plop.analysis.flame_tree`)."""
         def build() -> dict[str, Any]:
-            tree = flame_tree(self.selected(q.source, q.view, q.thread, q.filters), fraction)
+            root = self.packages(q.source)["root"]
+            tree = flame_tree(self.selected(q.source, q.view, q.thread, q.filters), fraction, root)
             if q.base is not None:
-                base = flame_tree(self.selected(q.base, q.view, q.thread, q.filters), 0.0)
+                base = flame_tree(self.selected(q.base, q.view, q.thread, q.filters), 0.0, root)
                 compare_tree(tree["root"], base["root"], q.normalize)
                 tree.update(base_total_samples=base["total_samples"],
                             base_samples_without_frames=base["samples_without_frames"], normalize=q.normalize)
@@ -337,6 +358,7 @@ class Viewer:
             "thread": q.thread,
             "threads": self.threads(source),
             "filters": q.filters.as_dict(),
+            "colors": self.packages(source)["colors"],
         }
         context.update(source.describe())
         if q.base is not None:
@@ -398,6 +420,8 @@ def entry_json(entry: Entry) -> dict[str, Any]:
     summary = entry.summary or {}
     for key in ("samples", "stacks", "threads", "has_cpu", "command", "start_time", "duration", "mode",
                 "interval", "hostname", "pid", "service"):
+        item[key] = summary.get(key)
+    for key in RATE_KEYS:
         item[key] = summary.get(key)
     return item
 

@@ -32,6 +32,7 @@ from typing import Any
 from plop import formats
 from plop.formats import native
 from plop.profile import Profile
+from plop.viewer.rates import rates
 
 #: Bytes read from a file to recognise its format.
 SNIFF_BYTES = 4096
@@ -137,7 +138,10 @@ def summarize(profile: Profile) -> dict[str, Any]:
 
     Keys: ``samples``, ``stacks``, ``threads``, ``has_cpu``, and from the
     metadata when present (else ``None``): ``command``, ``start_time``,
-    ``duration``, ``mode``, ``interval``, ``hostname``, ``pid``, ``service``.
+    ``duration``, ``mode``, ``interval``, ``hostname``, ``pid``, ``service``;
+    and the snapshots and real rate of :func:`plop.viewer.rates.rates`
+    (its ``RATE_KEYS``), because ``samples`` are weighted and alone would hide
+    a profile sampled below its asked rate.
     """
     meta = profile.metadata
     summary: dict[str, Any] = {
@@ -148,6 +152,7 @@ def summarize(profile: Profile) -> dict[str, Any]:
     }
     for key in ("command", "start_time", "duration", "mode", "interval", "hostname", "pid", "service"):
         summary[key] = meta.get(key)
+    summary.update(rates(meta))
     return summary
 
 

@@ -12,6 +12,8 @@ from typing import Any
 
 import jinja2
 
+from plop.viewer.rates import seconds
+
 TEMPLATE_DIR = os.path.join(os.path.dirname(__file__), "templates")
 
 
@@ -30,6 +32,8 @@ def make_environment() -> jinja2.Environment:
         timestamp=timestamp,
         number=number,
         command=command,
+        seconds=seconds,
+        per_second=per_second,
     )
     return env
 
@@ -71,6 +75,11 @@ def timestamp(epoch: float | None) -> str:
 def number(value: int | None) -> str:
     """``1234567`` -> ``"1,234,567"``."""
     return "" if value is None else "{:,}".format(value)
+
+
+def per_second(rate: float) -> str:
+    """Snapshots per second with two or three significant digits: ``"6.6/s"``, ``"98/s"``, ``"0.25/s"``."""
+    return "%.2g/s" % rate if rate < 10 else "%.0f/s" % rate
 
 
 def command(argv: Any) -> str:

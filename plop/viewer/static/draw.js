@@ -15,11 +15,12 @@
 // each other, a circle or an overlaid panel; the heaviest are always shown.
 
 import { layeredLayout, stretch } from "./layout.js";
-import { fmtPct, shorten } from "./util.js";
+import { fmtPct, shortName, shorten } from "./util.js";
 
 const d3 = window.d3;
 
 const LABEL_PX = 12;          // label font size on screen
+const LABEL_CHARS = 32;       // longer names are cut from the left ("…Connection._server_request_loop")
 const LABEL_HEIGHT = 2.1 * LABEL_PX;   // name and share
 const COMPACT_HEIGHT = 1.2 * LABEL_PX; // name alone
 const MIN_RADIUS = 6;         // a function with no self samples is still visible
@@ -149,7 +150,11 @@ export class GraphView {
       });
     this.nodeSel.attr("data-id", (n) => n.id).classed("pinned", false).classed("new-only", (n) => n.side === "new");
     this.nodeSel.select("circle").attr("r", (n) => n.r).attr("fill", (n) => colorOf(n));
-    this.nodeSel.select("tspan.name").text((n) => shorten(n.label || n.funcname, 32));
+    for (const n of nodes) {
+      n.fullText = shorten(n.label || n.funcname, LABEL_CHARS);
+      n.shortText = shorten(shortName(n.label || n.funcname), LABEL_CHARS);
+    }
+    this.nodeSel.select("tspan.name").text((n) => n.fullText);
     this.nodeSel.select("tspan.pct").text((n) => fmtPct(n.total, data.total_samples));
     this.nodeSel
       .on("pointerenter", (event, n) => this.on.hover(n, event))
@@ -430,13 +435,25 @@ export class GraphView {
     this.scheduleLabels();
   }
 
-  /** Measure each label once (at the base font size) for the layout and collision tests. */
+  /**
+   * Measure each label once (at the base font size) for the layout and collision tests:
+   * with the full name (what the layout makes room for) and with the short one.
+   */
   measureLabels() {
     this.viewport.style("font-size", `${LABEL_PX}px`);
     this.nodeSel.each(function (n) {
       const name = this.querySelector("tspan.name"), pct = this.querySelector("tspan.pct");
+      const pctWidth = 0.85 * pct.getComputedTextLength() + 4;
       n.nameWidth = name.getComputedTextLength() + 4;
-      n.labelWidth = Math.max(n.nameWidth, 0.85 * pct.getComputedTextLength() + 4);
+      n.labelWidth = Math.max(n.nameWidth, pctWidth);
+      if (n.shortText !== n.fullText) {
+        name.textContent = n.shortText;
+        n.shortNameWidth = name.getComputedTextLength() + 4;
+        name.textContent = n.fullText;
+      } else {
+        n.shortNameWidth = n.nameWidth;
+      }
+      n.shortLabelWidth = Math.max(n.shortNameWidth, pctWidth);
     });
   }
 
@@ -490,18 +507,23 @@ export class GraphView {
     for (const n of order) {
       const [sx, sy, r, own] = screen.get(n);
       n.labelSide = null;
+      n.labelShort = false;
       if (!onScreen(own)) continue;
-      // Name and share on two lines; where that fits nowhere, the name alone.
+      // Name and share on two lines; where that fits nowhere, the name alone; then the same
+      // with the short name (the method without its class), where it differs.
       const candidates = [];
-      for (const [compact, h] of [[false, LABEL_HEIGHT], [true, COMPACT_HEIGHT]]) {
-        const w = compact ? n.nameWidth : n.labelWidth;
+      const variants = [[false, false], [true, false]];
+      if (n.shortText !== n.fullText) variants.push([false, true], [true, true]);
+      for (const [compact, short] of variants) {
+        const h = compact ? COMPACT_HEIGHT : LABEL_HEIGHT;
+        const w = short ? (compact ? n.shortNameWidth : n.shortLabelWidth) : (compact ? n.nameWidth : n.labelWidth);
         candidates.push(
-          [compact, "right", [sx + r + 4, sy - h / 2, sx + r + 4 + w, sy + h / 2]],
-          [compact, "left", [sx - r - 4 - w, sy - h / 2, sx - r - 4, sy + h / 2]],
-          [compact, "below", [sx - w / 2, sy + r + 2, sx + w / 2, sy + r + 2 + h]],
-          [compact, "above", [sx - w / 2, sy - r - 2 - h, sx + w / 2, sy - r - 2]],
-          [compact, "below-start", [sx - r, sy + r + 2, sx - r + w, sy + r + 2 + h]],
-          [compact, "above-start", [sx - r, sy - r - 2 - h, sx - r + w, sy - r - 2]],
+          [compact, "right", [sx + r + 4, sy - h / 2, sx + r + 4 + w, sy + h / 2], short],
+          [compact, "left", [sx - r - 4 - w, sy - h / 2, sx - r - 4, sy + h / 2], short],
+          [compact, "below", [sx - w / 2, sy + r + 2, sx + w / 2, sy + r + 2 + h], short],
+          [compact, "above", [sx - w / 2, sy - r - 2 - h, sx + w / 2, sy - r - 2], short],
+          [compact, "below-start", [sx - r, sy + r + 2, sx - r + w, sy + r + 2 + h], short],
+          [compact, "above-start", [sx - r, sy - r - 2 - h, sx - r + w, sy - r - 2], short],
         );
       }
       let chosen = candidates.find(([, , box]) => !grid.clashes(box, own));
@@ -516,10 +538,13 @@ export class GraphView {
         labels.add(chosen[2]);
         n.labelCompact = chosen[0];
         n.labelSide = chosen[1];
+        n.labelShort = chosen[3];
       }
     }
     const line = (LABEL_PX + 1) / k;
-    this.nodeSel.classed("label-hidden", (n) => !n.labelSide).classed("label-compact", (n) => !!n.labelCompact);
+    this.nodeSel.classed("label-hidden", (n) => !n.labelSide).classed("label-compact", (n) => !!n.labelCompact)
+      .classed("label-short", (n) => !!n.labelSide && n.labelShort);
+    this.nodeSel.select("tspan.name").text((n) => (n.labelSide && n.labelShort ? n.shortText : n.fullText));
     const anchor = { right: "start", left: "end", "below-start": "start", "above-start": "start" };
     this.nodeSel.select("text").attr("text-anchor", (n) => anchor[n.labelSide] || "middle");
     const dx = (n) => ({ right: n.r + 4 / k, left: -n.r - 4 / k, "below-start": -n.r, "above-start": -n.r })[n.labelSide] || 0;

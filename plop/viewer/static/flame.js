@@ -14,8 +14,9 @@
 // binary search in one row.
 
 import { NEW_ONLY, changeRows, diffColor, diffLegend, maxChange } from "./diff.js";
+import { packageColor, swatch, textOn, useColors } from "./colors.js";
 import { fetchJson, functionState, matcher, selection, setState, state } from "./params.js";
-import { el, fmtInt, fmtPct } from "./util.js";
+import { el, fmtInt, fmtPct, shortName } from "./util.js";
 
 const ROW = 18;            // pixels per depth
 const TEXT_MIN = 28;       // frames narrower than this get no label
@@ -68,30 +69,11 @@ function flatten(root) {
   return { frames, rows };
 }
 
-function hue(text) {
-  let h = 2166136261;
-  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 16777619);
-  return (h >>> 0) % 360;
-}
-
-const colorCache = new Map();
+/** A frame's colour: its package's, as in every tab (the root, of no package, is grey). */
 function colorOf(node) {
   // Compared with a base: the frame's change (width stays the new profile's samples).
   if (view.diff) return node.side === "new" ? NEW_ONLY : view.diff(node.delta);
-  // One hue per file, so a module's functions look alike; warm-to-cool across files.
-  const key = node.filename;
-  let color = colorCache.get(key);
-  if (!color) {
-    color = `hsl(${hue(key || node.label)}, 55%, 74%)`;
-    colorCache.set(key, color);
-  }
-  return color;
-}
-
-/** Text colour readable on a fill (a change's deep reds and blues need white). */
-function inkOn(fill) {
-  const { r, g, b } = window.d3.rgb(fill);
-  return 0.299 * r + 0.587 * g + 0.114 * b < 140 ? "#ffffff" : "#1d2430";
+  return packageColor(node.group);
 }
 
 function where(node) {
@@ -148,11 +130,10 @@ function draw() {
         ctx.lineWidth = 1.5;
         ctx.strokeRect(px + 0.75, y + 0.75, Math.max(w - 2.5, 0.5), ROW - 2.5);
       }
-      if (w >= TEXT_MIN) {
-        const chars = Math.floor((w - 8) / CHAR_PX);
-        const label = f.node.label;
-        ctx.fillStyle = view.diff && !view.matched ? inkOn(fill) : "#1d2430";
-        ctx.fillText(label.length <= chars ? label : label.slice(0, Math.max(chars - 1, 1)) + "…", px + 4, y + ROW / 2);
+      const text = fitLabel(f.node.label, w);
+      if (text) {
+        ctx.fillStyle = textOn(fill);
+        ctx.fillText(text, px + 4, y + ROW / 2);
       }
       drawn++;
     }
@@ -160,6 +141,18 @@ function draw() {
   ctx.globalAlpha = 1;
   canvas.dataset.drawn = String(drawn);
   canvas.dataset.drawMs = (performance.now() - started).toFixed(1);
+}
+
+/**
+ * The label a frame `width` pixels wide shows: its full name where it fits, else its
+ * short name (see shortName), cut with "…" if even that is too long; none when too narrow.
+ */
+function fitLabel(label, width) {
+  if (width < TEXT_MIN) return null;
+  const chars = Math.floor((width - 8) / CHAR_PX);
+  if (label.length <= chars) return label;
+  const short = shortName(label);
+  return short.length <= chars ? short : short.slice(0, Math.max(chars - 1, 1)) + "…";
 }
 
 /** Index in `row` of the first frame ending after sample position `x`. */
@@ -224,6 +217,7 @@ function showTooltip(f, event) {
   tooltip.replaceChildren(
     el("div", { class: "fn" }, f.node.label),
     el("div", { class: "loc" }, where(f.node)),
+    f.node.group ? el("div", { class: "group" }, swatch(colorOf(f.node)), f.node.group) : null,
     el("table", {},
       el("tr", {}, el("td", {}, "Samples"), el("td", {}, fmtInt(f.node.value)), el("td", {}, `${fmtPct(f.node.value, total)} of total`)),
       parent ? el("tr", {}, el("td", {}, ""), el("td", {}, ""), el("td", {}, `${fmtPct(f.node.value, parent.value)} of ${parent.label}`)) : null,
@@ -336,6 +330,7 @@ async function load(query) {
   if (mine !== ticket) return;
   const started = performance.now();
   view.data = data;
+  useColors(data);
   ({ frames: view.frames, rows: view.rows } = flatten(data.root));
   view.diff = null;
   diffKey.hidden = !data.base;
@@ -370,7 +365,7 @@ export const flameTab = {
     }
   },
   search: () => applySearch(),
-  /** Where frames are on screen (for scripts and tests): [{label, path, x, y, width, height, value}]. */
+  /** Where frames are on screen (for scripts and tests): [{label, text (drawn), name, group, path, x, y, width, height, value}]. */
   boxes() {
     if (!view.data) return [];
     const box = canvas.getBoundingClientRect();
@@ -379,7 +374,8 @@ export const flameTab = {
     for (const f of view.frames) {
       const left = Math.max(f.x, x0), right = Math.min(f.x + f.node.value, x0 + view.zoom.node.value);
       if (right <= left || (f.depth >= view.zoom.depth && (f.x >= x0 + view.zoom.node.value || f.x + f.node.value <= x0))) continue;
-      out.push({ label: f.node.label, name: f.node.name, path: f.path, value: f.node.value, depth: f.depth,
+      out.push({ label: f.node.label, text: fitLabel(f.node.label, (right - left) * k), name: f.node.name, group: f.node.group,
+                 path: f.path, value: f.node.value, depth: f.depth,
                  x: box.left + (left - x0) * k, y: box.top + f.depth * ROW, width: (right - left) * k, height: ROW });
     }
     return out;

@@ -4,6 +4,7 @@
 // (files under a --source directory); otherwise the answer says why not.
 
 import { fmtChange } from "./diff.js";
+import { packageColor, swatch, useColors } from "./colors.js";
 import { fetchJson, functionState, reEscape, selection, state } from "./params.js";
 import { el, fmtInt, fmtPct } from "./util.js";
 
@@ -41,7 +42,7 @@ function side(title, rows, fn, empty, kind, normalize = null) {
   const compared = normalize !== null;
   for (const other of rows) {
     const row = el("tr", { class: "link", tabindex: "0", title: where(other) },
-      el("td", { class: "fn" }, other.label, compared && other.side !== "both" ? el("span", { class: "via" }, other.side === "new" ? " new" : " only in base") : null),
+      el("td", { class: "fn" }, swatch(packageColor(other.group), other.group), other.label, compared && other.side !== "both" ? el("span", { class: "via" }, other.side === "new" ? " new" : " only in base") : null),
       el("td", { class: "num" }, fmtInt(other.calls)),
       el("td", { class: "num" }, fmtPct(other.calls, fn.total)),
       compared ? el("td", { class: `num delta ${other.delta > 0 ? "slower" : other.delta < 0 ? "faster" : ""}`,
@@ -123,6 +124,7 @@ function render(answer) {
       el("div", {},
         el("h2", { id: "function-name" }, fn.label),
         el("div", { class: "loc" }, where(fn)),
+        el("div", { class: "group" }, swatch(packageColor(fn.group)), fn.group),
         answer.recursive ? el("p", { class: "none" }, `Recursive: calls itself in ${fmtInt(answer.recursive)} samples.`) : null),
       el("div", { class: "stats" }, stat("Self", fn.self, "self"), stat("Total", fn.total, "total")),
       el("div", { class: "function-actions" },
@@ -155,6 +157,7 @@ async function load(query) {
   }
   if (mine !== ticket) return;
   message.hidden = true;
+  useColors(answer);
   render(answer);
   panel.dataset.query = query;
 }

@@ -3,14 +3,13 @@
 // selection changed.
 
 import { NEW_ONLY, diffColor, diffLegend, maxChange } from "./diff.js";
+import { hasColor, otherColor, packageColor, useColors } from "./colors.js";
 import { GraphView } from "./draw.js";
 import { Details, Legend, Tooltip } from "./panels.js";
 import { form, functionState, matcher, selection, setState } from "./params.js";
 import { el, fmtInt, fmtPct, shorten } from "./util.js";
 
 const d3 = window.d3;
-const PALETTE = d3.schemeTableau10;
-const OTHER_COLOR = "#b8bfca";
 
 const app = document.getElementById("app");
 const message = document.getElementById("message");
@@ -24,7 +23,6 @@ const state = {
   selected: null,     // selected node
   group: null,        // highlighted legend entry: {name, members?}
   matches: null,      // nodes matching the search, or null
-  colors: new Map(),  // package -> colour
   diff: null,         // comparing with a base: {nodeColor, edgeColor, max, normalize}
 };
 
@@ -67,7 +65,7 @@ function obstacles() {
 /** A function's colour: its package's, or its change when comparing with a base. */
 const colorOf = (n) => {
   if (state.diff) return n.side === "new" ? NEW_ONLY : state.diff.nodeColor(n.delta);
-  return state.colors.get(n.group) || OTHER_COLOR;
+  return packageColor(n.group);
 };
 
 /** The query of /data for the current controls. */
@@ -136,7 +134,7 @@ async function load() {
     showMessage(body.message ? `Nothing to draw: ${body.message}.` : "This profile has no samples to draw.");
     return;
   }
-  assignColors(body);
+  useColors(body);
   state.diff = compareColors(body);
   state.selected = null;
   state.group = null;
@@ -178,13 +176,6 @@ function showStatus(data, auto) {
   status.replaceChildren(...parts);
 }
 
-/** Colour packages by weight: the heaviest get the most distinct colours. */
-function assignColors(data) {
-  const weight = d3.rollup(data.nodes, (ns) => d3.sum(ns, (n) => n.self) + 1e-6 * d3.sum(ns, (n) => n.total), (n) => n.group);
-  const ranked = [...weight.keys()].sort((a, b) => weight.get(b) - weight.get(a) || a.localeCompare(b));
-  state.colors = new Map(ranked.slice(0, PALETTE.length).map((g, i) => [g, PALETTE[i]]));
-}
-
 /** The colours of a compared graph (null when not comparing): nodes and calls each on their own scale. */
 function compareColors(data) {
   if (!data.base) return null;
@@ -207,20 +198,23 @@ function showDiffLegend() {
   legendElement.hidden = false;
 }
 
-/** The coloured packages, heaviest first, then one grey entry for the rest. */
+/** The packages of this view with a colour of their own, heaviest first here, then one grey entry for the rest. */
 function showLegend() {
   if (state.diff) {
     showDiffLegend();
     return;
   }
   const self = d3.rollup(state.data.nodes, (ns) => d3.sum(ns, (n) => n.self), (n) => n.group);
-  const groups = [...state.colors].map(([name, color]) => ({ name, color, self: self.get(name) }));
-  const others = [...self.keys()].filter((name) => !state.colors.has(name));
+  const names = [...self.keys()];
+  const groups = names.filter(hasColor)
+    .sort((a, b) => self.get(b) - self.get(a) || a.localeCompare(b))
+    .map((name) => ({ name, color: packageColor(name), self: self.get(name) }));
+  const others = names.filter((name) => !hasColor(name));
   if (others.length) {
     groups.push({
       name: `${others.length} other package${others.length > 1 ? "s" : ""}`,
       members: new Set(others),
-      color: OTHER_COLOR,
+      color: otherColor(),
       self: d3.sum(others, (name) => self.get(name)),
     });
   }

@@ -2,6 +2,7 @@
 // Everything taken from a profile is inserted as text (el() / textContent).
 
 import { changeRows } from "./diff.js";
+import { swatch } from "./colors.js";
 import { el, fmtInt, fmtPct, location } from "./util.js";
 
 export class Tooltip {
@@ -133,12 +134,6 @@ function bar(value, whole, self = 0) {
     b.append(own);
   }
   return b;
-}
-
-function swatch(color) {
-  const s = el("span", { class: "swatch" });
-  s.style.background = color;
-  return s;
 }
 
 /**

@@ -4,6 +4,7 @@
 // function or file; a row opens the function tab.
 
 import { fmtChange } from "./diff.js";
+import { packageColor, swatch, useColors } from "./colors.js";
 import { fetchJson, functionState, matcher, selection, setState, state } from "./params.js";
 import { el, fmtInt, fmtPct } from "./util.js";
 
@@ -79,7 +80,7 @@ function render() {
     const row = el("tr", { class: compared && fn.side !== "both" ? `link side-${fn.side}` : "link", tabindex: "0" },
       ...counts("self", fn),
       ...counts("total", fn),
-      el("td", { class: "fn" }, fn.label),
+      el("td", { class: "fn" }, swatch(packageColor(fn.group), fn.group), fn.label),
       el("td", { class: "loc" }, fn.line ? `${fn.filename}:${fn.line}` : fn.filename),
     );
     row.fn = fn;
@@ -149,6 +150,7 @@ async function load(query) {
   }
   if (mine !== ticket) return;
   data = answer;
+  useColors(data);
   showAll = false;
   table.querySelector("thead").replaceChildren(data.base ? compareHead : plainHead);
   table.classList.toggle("compared", !!data.base);

@@ -39,6 +39,18 @@ export function shorten(text, max) {
   return text.length <= max ? text : "…" + text.slice(text.length - max + 1);
 }
 
+/**
+ * The short name of a function, for where its full (qualified) name does not fit:
+ * the last dotted component ("ProductListHandler.get" -> "get",
+ * "outer.<locals>.inner" -> "inner"). "<module> pkg.mod" stays whole: its
+ * module is what tells it apart. Tooltips, panels and tables show the full name.
+ */
+export function shortName(label) {
+  if (label.startsWith("<module>")) return label;
+  const dot = label.lastIndexOf(".");
+  return dot < 0 || dot === label.length - 1 ? label : label.slice(dot + 1);
+}
+
 /** "file.py:12", or the file alone when the line is unknown. */
 export function location(node) {
   return node.lineno ? `${node.filename}:${node.lineno}` : node.filename || "(unknown file)";
