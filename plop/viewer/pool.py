@@ -98,7 +98,8 @@ class LoadPool:
         starts new workers for the next merge).
         """
         executor = self._start()
-        chunks = [entries[i:i + CHUNK_FILES] for i in range(0, len(entries), CHUNK_FILES)]
+        size = min(CHUNK_FILES, -(-len(entries) // self.workers))  # a small merge keeps every worker busy too
+        chunks = [entries[i:i + size] for i in range(0, len(entries), size)]
         futures = []
         try:
             for chunk in chunks:
