@@ -5,7 +5,8 @@ few hundred distinct stacks of one call tree, with counts that vary from window 
 ``plop.start()`` writes them), then, on a fresh viewer for every run,
 
 * ``/data?service=NAME`` cold: the first request, listing the directory, choosing the windows
-  from their first 4 KiB and loading and summing every one (issue 10's goal: under 3 s);
+  from their first 4 KiB, starting the viewer's merge workers (one per core) and loading and
+  summing every one (issue 10's goal: under 3 s);
 * the same again (warm: the encoded answer is cached);
 * ``/api/top`` and ``/api/flame`` on the merge just built (the merged profile is cached);
 * ``/data`` of the last hour only (240 windows), cold on its own fresh viewer;

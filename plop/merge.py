@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime
 import math
 import re
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 from plop.callgraph import CallGraph
 from plop.formats._common import _gc_paused
@@ -167,57 +167,138 @@ def merge(profiles: Iterable[Profile], processes: Iterable[tuple[Any, Any]] | No
     if processes is None:
         profiles = list(profiles)
         processes = [(p.metadata.get("hostname"), p.metadata.get("pid")) for p in profiles]
+    total = MergeSum(thread_prefixes(processes))
+    with _gc_paused():  # many acyclic tuples: the cyclic GC would rescan every profile loaded so far
+        for profile in profiles:
+            total.add(profile)
+        return total.profile()
+
+
+def thread_prefixes(processes: Iterable[tuple[Any, Any]]) -> dict[tuple[Any, Any], str]:
+    """What each process's thread names gain in a merge of ``processes`` (see :func:`merge`).
+
+    Empty when they are one process (or none records a pid): names stay as
+    they are. Decided from *all* the merged profiles' processes, so that the
+    parts of a merge summed apart (:class:`MergeSum`) rename alike.
+    """
     known = {(host, pid) for host, pid in processes if isinstance(pid, int) and not isinstance(pid, bool)}
-    rename = len(known) > 1
+    if len(known) < 2:
+        return {}
     hosts_of_pid: dict[int, set] = {}
     for host, pid in known:
         hosts_of_pid.setdefault(pid, set()).add(host)
-    # Counts are summed under (thread, stack number) keys: a stack tuple is hashed once per
-    # profile and table (hashing a deep tuple of frames is most of a merge's cost), and the
-    # merged profile's keys are built once per distinct key at the end.
-    wall: dict[tuple[str, int], int] = {}
-    cpu: dict[tuple[str, int], int] | None = {}
-    metadata: list[Mapping[str, Any]] = []
-    frames: dict[Frame, Frame] = {}
-    numbers: dict[tuple[Frame, ...], int] = {}
-    stacks: list[tuple[Frame, ...]] = []
+    return {(host, pid): "%s pid %d" % (host, pid) if len(hosts_of_pid[pid]) > 1 and host else "pid %d" % pid
+            for host, pid in known}
 
-    def number(stack: tuple[Frame, ...]) -> int:
-        numbers[stack] = len(stacks)
-        stacks.append(tuple([frames.setdefault(f, f) for f in stack]))
-        return len(stacks) - 1
 
-    with _gc_paused():  # many acyclic tuples: the cyclic GC would rescan every profile loaded so far
-        for profile in profiles:
-            metadata.append(profile.metadata)
-            pid = profile.metadata.get("pid")
-            prefix = ""
-            if rename and (profile.metadata.get("hostname"), pid) in known:
-                host = profile.metadata.get("hostname")
-                prefix = "%s pid %d" % (host, pid) if len(hosts_of_pid[pid]) > 1 and host else "pid %d" % pid
-            names: dict[str, str] = {}
-            if profile.cpu_samples is None:
-                cpu = None
-            tables = [(profile.samples, wall)]
-            if cpu is not None and profile.cpu_samples is not None:
-                tables.append((profile.cpu_samples, cpu))
-            # A profile's two tables share their stack objects: numbered by identity after the first hash.
-            seen: dict[int, int] = {}
-            for table, into in tables:
-                get, known_stack, seen_stack = into.get, numbers.get, seen.get
-                for (thread, stack), n in table.items():
-                    name = names.get(thread)
-                    if name is None:
-                        name = names[thread] = ("%s %s" % (prefix, thread) if thread else prefix) if prefix else thread
-                    i = seen_stack(id(stack))
-                    if i is None:
-                        i = known_stack(stack)
-                        seen[id(stack)] = i = number(stack) if i is None else i
-                    key = (name, i)
-                    into[key] = get(key, 0) + n
-        samples = {(name, stacks[i]): n for (name, i), n in wall.items()}
-        on_cpu = None if cpu is None or not metadata else {(name, stacks[i]): n for (name, i), n in cpu.items()}
-    return Profile(samples, merged_metadata(metadata), on_cpu)
+class Partial(NamedTuple):
+    """A part of a merge summed elsewhere (a worker process), compact to pickle: numbers, not frames.
+
+    ``frames`` are the distinct frames as plain tuples, ``stacks`` tuples of
+    indices into them; ``wall`` and ``cpu`` map ``(thread, stack index)`` to
+    counts in the order the keys were first seen (``cpu`` is ``None`` when
+    a profile had no on-CPU table); ``metadata`` is each profile's, in order.
+    """
+
+    frames: list[tuple[str, str, int, int]]
+    stacks: list[tuple[int, ...]]
+    wall: dict[tuple[str, int], int]
+    cpu: dict[tuple[str, int], int] | None
+    metadata: list[Mapping[str, Any]]
+
+
+class MergeSum:
+    """A merge in progress (see :func:`merge`): profiles, or partial sums of consecutive ones, added in order.
+
+    Counts are summed under ``(thread, stack number)`` keys: a stack tuple is
+    hashed once per profile and table (hashing a deep tuple of frames is most
+    of a merge's cost), and the merged profile's keys are built once per
+    distinct key at the end. Adding the :meth:`partial` sums of consecutive
+    runs of profiles, in order, gives the very profile (same keys, counts,
+    key order and metadata) as adding the profiles themselves, when every
+    part was made with the same ``prefixes`` (:func:`thread_prefixes` of the
+    whole merge). Callers pause the cyclic GC around their additions.
+    """
+
+    def __init__(self, prefixes: Mapping[tuple[Any, Any], str]) -> None:
+        self.prefixes = prefixes
+        self.wall: dict[tuple[str, int], int] = {}
+        self.cpu: dict[tuple[str, int], int] | None = {}
+        self.metadata: list[Mapping[str, Any]] = []
+        self.frames: dict[Frame, Frame] = {}
+        self.numbers: dict[tuple[Frame, ...], int] = {}
+        self.stacks: list[tuple[Frame, ...]] = []
+
+    def _number(self, stack: tuple[Frame, ...]) -> int:
+        """The number of a stack not seen yet, its frames shared with the stacks seen before."""
+        frames = self.frames
+        self.numbers[stack] = len(self.stacks)
+        self.stacks.append(tuple([frames.setdefault(f, f) for f in stack]))
+        return len(self.stacks) - 1
+
+    def add(self, profile: Profile) -> None:
+        """Add one profile's counts, its threads renamed by its process."""
+        meta = profile.metadata
+        self.metadata.append(meta)
+        prefix = self.prefixes.get((meta.get("hostname"), meta.get("pid")), "") if self.prefixes else ""
+        names: dict[str, str] = {}
+        if profile.cpu_samples is None:
+            self.cpu = None
+        tables = [(profile.samples, self.wall)]
+        if self.cpu is not None and profile.cpu_samples is not None:
+            tables.append((profile.cpu_samples, self.cpu))
+        # A profile's two tables share their stack objects: numbered by identity after the first hash.
+        seen: dict[int, int] = {}
+        number = self._number
+        for table, into in tables:
+            get, known_stack, seen_stack = into.get, self.numbers.get, seen.get
+            for (thread, stack), n in table.items():
+                name = names.get(thread)
+                if name is None:
+                    name = names[thread] = ("%s %s" % (prefix, thread) if thread else prefix) if prefix else thread
+                i = seen_stack(id(stack))
+                if i is None:
+                    i = known_stack(stack)
+                    seen[id(stack)] = i = number(stack) if i is None else i
+                key = (name, i)
+                into[key] = get(key, 0) + n
+
+    def partial(self) -> Partial:
+        """What was added so far, as numbers (for :meth:`add_partial` in another process)."""
+        index = {f: i for i, f in enumerate(self.frames)}
+        return Partial([tuple(f) for f in self.frames], [tuple(map(index.__getitem__, s)) for s in self.stacks],
+                       self.wall, self.cpu, self.metadata)
+
+    def add_partial(self, part: Partial) -> None:
+        """Add a part summed apart (by a :class:`MergeSum` with the same prefixes), after what was added."""
+        self.metadata.extend(part.metadata)
+        frames = [self.frames.setdefault(f, f) for f in map(Frame._make, part.frames)]
+        known_stack, stacks = self.numbers.get, self.stacks
+        renumber = []
+        for indices in part.stacks:
+            stack = tuple([frames[j] for j in indices])
+            i = known_stack(stack)
+            if i is None:
+                i = self.numbers[stack] = len(stacks)
+                stacks.append(stack)
+            renumber.append(i)
+        if part.cpu is None:
+            self.cpu = None
+        tables = [(part.wall, self.wall)]
+        if self.cpu is not None and part.cpu is not None:
+            tables.append((part.cpu, self.cpu))
+        for table, into in tables:
+            get = into.get
+            for (name, j), n in table.items():
+                key = (name, renumber[j])
+                into[key] = get(key, 0) + n
+
+    def profile(self) -> Profile:
+        """The merged profile of everything added."""
+        stacks, cpu = self.stacks, self.cpu
+        samples = {(name, stacks[i]): n for (name, i), n in self.wall.items()}
+        on_cpu = None if cpu is None or not self.metadata else {(name, stacks[i]): n for (name, i), n in cpu.items()}
+        return Profile(samples, merged_metadata(self.metadata), on_cpu)
 
 
 #: Metadata of one window that a merge cannot keep as it is (the span is recomputed).

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import datetime
 import math
+import pickle
 
 import pytest
 
 from plop.analysis import flame_tree
 from plop.callgraph import CallGraph
 from plop.merge import (
+    MergeSum, thread_prefixes,
     change, compare_details, compare_graph, compare_table, compare_tree, group_windows, merge, parse_time,
     select_windows, window_of,
 )
@@ -89,6 +91,46 @@ def test_merge_of_an_iterator_with_processes_given():
     profiles = [window(11, 0, BEFORE), window(12, 0, AFTER)]
     processes = [("web-1", 11), ("web-1", 12)]
     assert merge(iter(profiles), processes).samples == merge(profiles).samples
+
+
+def summed_in_parts(profiles: list[Profile], sizes: list[int]) -> Profile:
+    """``profiles`` summed as the viewer's worker processes do: runs of ``sizes`` summed apart, then added."""
+    prefixes = thread_prefixes((p.metadata.get("hostname"), p.metadata.get("pid")) for p in profiles)
+    total, start = MergeSum(prefixes), 0
+    for size in sizes:
+        part = MergeSum(prefixes)
+        for profile in profiles[start:start + size]:
+            part.add(profile)
+        total.add_partial(pickle.loads(pickle.dumps(part.partial())))
+        start += size
+    assert start == len(profiles)
+    return total.profile()
+
+
+@pytest.mark.parametrize("sizes", [[5], [1, 1, 1, 1, 1], [2, 3], [1, 4], [3, 0, 2]])
+@pytest.mark.parametrize("cpu_missing", [None, 0, 4])
+def test_merge_summed_in_parts_is_the_same_profile_key_for_key(sizes, cpu_missing):
+    profiles = [window(11, 0, BEFORE), window(12, 0, AFTER, host="web-2"), window(11, 60, AFTER),
+                window(12, 60, {("", (MAIN, RENDER)): 3, **BEFORE}, host="web-1"), window(13, 0, BEFORE)]
+    if cpu_missing is not None:
+        profiles[cpu_missing].cpu_samples = None
+    whole, parts = merge(profiles), summed_in_parts(profiles, sizes)
+    # Same keys in the same order (so every view built from them is the same), counts, metadata.
+    assert list(parts.samples.items()) == list(whole.samples.items())
+    assert whole.cpu_samples is None if cpu_missing is not None else whole.cpu_samples
+    assert (parts.cpu_samples is None) == (whole.cpu_samples is None)
+    assert list((parts.cpu_samples or {}).items()) == list((whole.cpu_samples or {}).items())
+    assert parts.metadata == whole.metadata
+    # Renamed by the whole merge's processes: pid 12 ran on two hosts, pid 13 is in the last part only.
+    assert {"web-1 pid 12", "web-2 pid 12 MainThread", "pid 11 MainThread", "pid 13 worker"} <= set(parts.threads())
+    # Equal frames are one object across parts, as in one process.
+    assert len({id(f) for _t, stack in parts.samples for f in stack}) == 5
+
+
+def test_thread_prefixes_of_one_process_rename_nothing():
+    assert thread_prefixes([("a", 1), ("a", 1), (None, None)]) == {}
+    assert thread_prefixes([("a", 1), ("b", 1), ("a", 2), ("a", True)]) == {
+        ("a", 1): "a pid 1", ("b", 1): "b pid 1", ("a", 2): "pid 2"}
 
 
 # ---------------------------------------------------------------- times and windows

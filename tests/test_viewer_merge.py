@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import math
+import os
+import signal
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -9,10 +12,14 @@ from urllib.parse import quote
 import pytest
 import tornado.web
 
+import plop.viewer.app
 import plop.viewer.listing
 from plop import formats
 from plop.profile import Frame, Profile
+from plop.merge import merge
 from plop.viewer import make_app
+from plop.viewer.app import Viewer
+from plop.viewer.listing import reason, summarize
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -286,3 +293,137 @@ async def test_index_groups_windows_by_service(http_client, base_url):
     assert 'name="filename" value="web-new-12.plop"' in html and 'name="base" value="bare.plop"' in html
     assert 'value="broken.plop"' not in html
     assert "<img" not in html and "%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3E" in groups_html
+
+
+# ---------------------------------------------------------------- merges loaded by worker processes
+
+def unreadable_window(datadir: Path) -> str:
+    """A window whose first bytes (and so its selection by service) are fine, but not its stacks."""
+    good = formats.dumps(window(15, 25, NEW))
+    (datadir / "web-bad-15.plop").write_bytes(good[:good.index(b'"stacks"')] + b'"stacks": [[0, 1, null, 9, [0]]]}')
+    return "web-bad-15.plop"
+
+
+def pooled(datadir: Path) -> Viewer:
+    """A viewer whose every merge of two files or more goes through two worker processes."""
+    return Viewer(str(datadir), pool_files=2, workers=2)
+
+
+def never_in_process(*args, **kwargs):
+    raise AssertionError("this merge was to be loaded by the worker processes")
+
+
+def test_pooled_merge_is_the_in_process_merge_key_for_key(datadir, monkeypatch):
+    here, there = Viewer(str(datadir), workers=1), pooled(datadir)
+    try:
+        selections = [here.windows("web", -math.inf, math.inf)[0],
+                      [here.datadir.lookup(n) for n in ("db-13.plop", "web-new-12.plop", "evil.plop", "bare.plop",
+                                                        "web-old-11.plop", "web-new-11.plop")]]
+        expected = [here.merged(entries) for entries in selections]
+        monkeypatch.setattr(plop.viewer.app, "merge", never_in_process)
+        for entries, want in zip(selections, expected):
+            got = there.merged(entries)
+            assert there.pool.running
+            assert list(got.samples.items()) == list(want.samples.items())
+            assert (got.cpu_samples is None) == (want.cpu_samples is None)  # bare.plop has no CPU counts
+            assert list((got.cpu_samples or {}).items()) == list((want.cpu_samples or {}).items())
+            assert got.metadata == want.metadata
+        # Threads renamed across processes by all the files' processes (bare.plop records none).
+        assert set(got.threads()) == {"pid 13 MainThread", "pid 12 MainThread", "pid 14 MainThread",
+                                      "MainThread", "pid 11 MainThread"}
+        # The merged frames are shared as in one process.
+        assert len({id(f) for _t, stack in got.samples for f in stack}) == 4
+    finally:
+        here.close()
+        there.close()
+
+
+def test_pooled_merge_keeps_each_files_summary(datadir, monkeypatch):
+    viewer = pooled(datadir)
+    try:
+        entries, _ = viewer.windows("web", -math.inf, math.inf)
+        loads = []
+        monkeypatch.setattr(plop.viewer.listing.formats, "load", lambda path, **kw: loads.append(path))
+        assert all(e.pending for e in entries)
+        viewer.merged(entries)
+        assert loads == []  # nothing loaded in the viewer's process
+        monkeypatch.undo()
+        facts = {e.name: e for e in viewer.datadir.scan(summarize=False)}
+        for entry in entries:
+            assert facts[entry.name].summary == summarize(formats.load(entry.path))
+    finally:
+        viewer.close()
+
+
+def test_small_merges_and_single_files_stay_in_process(datadir):
+    viewer = Viewer(str(datadir), pool_files=3, workers=2)
+    try:
+        a, b = (viewer.datadir.lookup(n) for n in ("web-new-11.plop", "web-new-12.plop"))
+        viewer.merged([a])
+        viewer.merged([a, b])
+        assert not viewer.pool.running
+        assert Viewer(str(datadir), pool_files=1, workers=2).pool_files == 2  # never one file
+        assert Viewer(str(datadir), workers=1).pool is None
+    finally:
+        viewer.close()
+
+
+def test_pool_is_shut_down_when_the_viewer_closes(datadir):
+    viewer = pooled(datadir)
+    entries, _ = viewer.windows("web", -math.inf, math.inf)
+    viewer.merged(entries)
+    workers = list(viewer.pool._executor._processes.values())
+    assert len(workers) == 2 and all(w.is_alive() for w in workers)
+    viewer.close()
+    assert not viewer.pool.running and not any(w.is_alive() for w in workers)
+    with pytest.raises(RuntimeError, match="closed"):
+        viewer.merged(entries[:2])
+
+
+def test_killed_worker_merge_is_done_in_process_and_the_next_gets_new_workers(datadir):
+    viewer = pooled(datadir)
+    try:
+        entries, _ = viewer.windows("web", -math.inf, math.inf)
+        want = merge([formats.load(e.path) for e in entries])
+        viewer.merged(entries[:2])
+        for worker in list(viewer.pool._executor._processes.values()):
+            os.kill(worker.pid, signal.SIGKILL)
+            worker.join(10)
+        assert viewer.merged(entries).samples == want.samples  # BrokenProcessPool: merged here instead
+        assert not viewer.pool.running
+        assert viewer.merged(entries[1:]).samples == merge([formats.load(e.path) for e in entries[1:]]).samples
+        assert viewer.pool.running
+    finally:
+        viewer.close()
+
+
+class TestPooledMergeRoutes:
+    """The routes over merges loaded by worker processes."""
+
+    @pytest.fixture
+    def app(self, datadir: Path, monkeypatch):
+        monkeypatch.setattr(plop.viewer.app, "merge", never_in_process)
+        app = make_app(str(datadir), pool_files=2, workers=2)
+        yield app
+        app.settings["viewer"].close()
+
+    @pytest.mark.gen_test
+    async def test_threads_renamed_across_processes(self, http_client, base_url):
+        data = await answer(http_client, base_url, "/data?service=web")
+        assert data["total_samples"] == 240
+        assert {t["name"]: t["samples"] for t in data["threads"]} == {"pid 11 MainThread": 140,
+                                                                      "pid 12 MainThread": 100}
+        cpu = await answer(http_client, base_url, "/data?service=web&view=cpu&thread=pid+12+MainThread")
+        assert cpu["total_samples"] == 50
+
+    @pytest.mark.gen_test
+    async def test_unreadable_file_is_422_naming_it(self, http_client, base_url, datadir):
+        name = unreadable_window(datadir)
+        with pytest.raises(formats.ProfileFormatError) as failure:
+            formats.load(datadir / name)
+        response = await fetch(http_client, base_url, "/data?service=web")
+        assert response.code == 422
+        assert message(response) == "%s cannot be read: %s" % (name, reason(failure.value))
+        # The files before it were summarised; the index shows the one that failed as failing.
+        profiles = {p["name"]: p for p in (await answer(http_client, base_url, "/api/profiles"))["profiles"]}
+        assert profiles["web-old-11.plop"]["samples"] == 40 and profiles[name]["error"]

@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 import threading
 import webbrowser
@@ -131,7 +132,18 @@ async def _serve(args: argparse.Namespace) -> int:
         print("plop viewer: serving %d profile%s at %s" % (count, "s" if count > 1 else "", url), flush=True)
         if not args.no_browser and can_open_browser():
             open_browser(url)
-    await asyncio.Event().wait()  # until interrupted
+    # SIGTERM (a service manager stopping the viewer) ends it like Ctrl-C: the merge workers are stopped
+    # too, where dying at once would leave them behind.
+    stop = asyncio.Event()
+    try:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    except NotImplementedError:  # Windows' event loops
+        pass
+    try:
+        await stop.wait()  # until interrupted
+    finally:
+        server.stop()
+        app.settings["viewer"].close()
     return 0
 
 

@@ -18,6 +18,7 @@ thread pool so one large profile does not stall other requests.
 from __future__ import annotations
 
 import concurrent.futures
+from concurrent.futures.process import BrokenProcessPool
 import hashlib
 import json
 import math
@@ -37,11 +38,12 @@ from plop.analysis import FLAME_FRACTION, FilterError, Filters, apply_filters, f
 from plop.callgraph import VIEWS, CallGraph, select
 from plop.merge import (
     compare_details, compare_graph, compare_table, compare_tree, group_windows, merge, parse_time, select_windows,
-    window_of,
+    thread_prefixes, window_of,
 )
 from plop.profile import Profile
 from plop.viewer.colors import package_colors
-from plop.viewer.listing import DataDirectory, Entry, LRUCache, reason
+from plop.viewer.listing import DataDirectory, Entry, LRUCache, Unreadable, reason
+from plop.viewer.pool import LoadPool, cores
 from plop.viewer.rates import RATE_KEYS
 from plop.viewer.source import SourceDirectories
 from plop.viewer.templating import make_environment
@@ -54,6 +56,9 @@ DEFAULT_MAX_NODES = 100
 #: The parameters that choose the profiles of a request and the base it is compared with.
 SOURCE_PARAMS = ("filename", "service", "since", "until", "base", "base_service", "base_since", "base_until",
                  "normalize")
+#: Files from which a merge is loaded by worker processes (`plop.viewer.pool`) rather than in the
+#: viewer's process: below it, starting the workers (once) and pickling would cost more than they save.
+POOL_FILES = 64
 #: The tabs of ``/view`` (its ``tab`` parameter).
 TABS = ("graph", "flame", "top", "function")
 
@@ -62,14 +67,6 @@ _CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
-
-
-class Unreadable(Exception):
-    """A profile of a request cannot be read: ``name`` (as listed) and why."""
-
-    def __init__(self, name: str, why: str) -> None:
-        super().__init__(name, why)
-        self.name, self.why = name, why
 
 
 @dataclass(frozen=True)
@@ -175,10 +172,17 @@ class Viewer:
     ``files`` is a data directory, or a :class:`plop.viewer.listing.DataDirectory`-like
     object (the files named on the command line); ``sources`` are the
     directories whose files the function view may show (``--source``).
+    A merge of ``pool_files`` files or more is loaded by ``workers``
+    processes (default: one per core; fewer than two, never), started on the
+    first such merge and stopped by :meth:`close`.
     """
 
-    def __init__(self, files: str | Any, sources: list[str] | tuple[str, ...] = ()) -> None:
+    def __init__(self, files: str | Any, sources: list[str] | tuple[str, ...] = (), *,
+                 pool_files: int = POOL_FILES, workers: int | None = None) -> None:
         self.datadir = DataDirectory(files) if isinstance(files, str) else files
+        workers = cores() if workers is None else workers
+        self.pool = LoadPool(workers) if workers > 1 else None
+        self.pool_files = max(2, pool_files)  # one file is never worth a worker
         self.sources = SourceDirectories(sources)
         self.templates = make_environment()
         self._profiles = LRUCache(8)
@@ -193,7 +197,9 @@ class Viewer:
     def merged(self, entries: list[Entry]) -> Profile:
         """The sum of the profiles of ``entries`` (cached per file versions); each file is loaded once.
 
-        Raises :class:`plop.formats.ProfileFormatError` naming the file that cannot be read.
+        A big merge is loaded and summed by the worker processes (`plop.viewer.pool`), its parts
+        added here in order: the same profile as loading every file here. Raises
+        :class:`Unreadable` naming the (first) file that cannot be read.
         """
         if len(entries) == 1:
             return self._load(entries[0])
@@ -201,9 +207,21 @@ class Viewer:
         profile = self._merged.get(key)
         if profile is None:
             processes = [(e.facts.get("hostname"), e.facts.get("pid")) for e in entries]
-            profile = merge(map(self._load, entries), processes)
+            if self.pool is not None and len(entries) >= self.pool_files:
+                try:
+                    profile = self.pool.merge(entries, thread_prefixes(processes), self.datadir.record)
+                except BrokenProcessPool:
+                    pass  # a worker was killed (out of memory?): this merge is done here, the next gets new ones
+            if profile is None:
+                profile = merge(map(self._load, entries), processes)
             self._merged.put(key, profile)
         return profile
+
+    def close(self) -> None:
+        """Stop the merge workers and the listing's background loader (the app shuts down)."""
+        if self.pool is not None:
+            self.pool.close()
+        self.datadir.close()
 
     def _load(self, entry: Entry) -> Profile:
         """One profile; a load error names the file as the directory lists it."""
@@ -746,13 +764,19 @@ class NotFoundHandler(BaseHandler):
         raise tornado.web.HTTPError(404, "there is no page at %s", self.request.path)
 
 
-def make_app(datadir: str | Any, debug: bool = False, sources: list[str] | tuple[str, ...] = ()) -> tornado.web.Application:
+def make_app(datadir: str | Any, debug: bool = False, sources: list[str] | tuple[str, ...] = (), *,
+             pool_files: int = POOL_FILES, workers: int | None = None) -> tornado.web.Application:
     """The viewer application serving the profiles in ``datadir``.
 
     ``datadir`` is a directory, or a set of named files
     (:class:`plop.viewer.listing.NamedFiles`). ``sources`` are the
     directories whose files the function view may show. ``debug`` turns on
     Tornado's debug mode: autoreload, and tracebacks in error pages.
+    Merges of ``pool_files`` files or more are loaded by ``workers``
+    processes (see :class:`Viewer`; ``workers=1``: never): a program that
+    embeds the viewer then needs the ``if __name__ == "__main__":`` guard
+    that ``multiprocessing`` asks for, and calls
+    ``app.settings["viewer"].close()`` when it is done with the app.
     """
     return tornado.web.Application(
         [
@@ -764,7 +788,7 @@ def make_app(datadir: str | Any, debug: bool = False, sources: list[str] | tuple
             (r"/api/top", TopHandler),
             (r"/api/function", FunctionHandler),
         ],
-        viewer=Viewer(datadir, sources),
+        viewer=Viewer(datadir, sources, pool_files=pool_files, workers=workers),
         static_path=STATIC_DIR,
         default_handler_class=NotFoundHandler,
         debug=debug,

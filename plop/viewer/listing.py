@@ -96,6 +96,14 @@ class Entry:
         return self.error is None and self.summary is None
 
 
+class Unreadable(Exception):
+    """A profile of a request cannot be read: ``name`` (as listed) and why."""
+
+    def __init__(self, name: str, why: str) -> None:
+        super().__init__(name, why)
+        self.name, self.why = name, why
+
+
 class LRUCache:
     """A small thread-safe mapping that forgets its least recently used items."""
 
@@ -230,13 +238,19 @@ class DataDirectory:
         if profile is None:
             profile = formats.load(entry.path)
             self._profiles.put(entry.key, profile)
-            # A merge loads files the listing has not summarised yet: keep their summary, so
-            # that the index (or the background loader) need not load them again.
-            with self._lock:
-                current = self._entries.get(entry.name)
-                if current is not None and current.key == entry.key and current.pending:
-                    self._entries[entry.name] = replace(current, summary=summarize(profile))
+            self.record(entry, summarize(profile))
         return profile
+
+    def record(self, entry: Entry, summary: dict[str, Any]) -> None:
+        """Keep the summary of a file that was loaded for a merge (here or in a worker process).
+
+        A merge loads files the listing has not summarised yet: keeping their
+        summary spares the index (or the background loader) loading them again.
+        """
+        with self._lock:
+            current = self._entries.get(entry.name)
+            if current is not None and current.key == entry.key and current.pending:
+                self._entries[entry.name] = replace(current, summary=summary)
 
     def _probe(self, name: str, is_link: bool, deadline: float | None) -> Entry | None:
         """What the file ``name`` is, or ``None`` when it is no regular file inside the directory.
@@ -382,3 +396,8 @@ class NamedFiles:
     def load(self, entry: Entry) -> Profile:
         """The profile of ``entry`` (see :meth:`DataDirectory.load`)."""
         return self._names[entry.name][0].load(entry)
+
+    def record(self, entry: Entry, summary: dict[str, Any]) -> None:
+        """Keep the summary of a file loaded for a merge (see :meth:`DataDirectory.record`)."""
+        directory, base = self._names[entry.name]
+        directory.record(replace(entry, name=base), summary)
