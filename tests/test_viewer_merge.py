@@ -19,7 +19,7 @@ from plop.profile import Frame, Profile
 from plop.merge import merge
 from plop.viewer import make_app
 from plop.viewer.app import Viewer
-from plop.viewer.listing import reason, summarize
+from plop.viewer.listing import Unreadable, reason, summarize
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -417,13 +417,47 @@ class TestPooledMergeRoutes:
         assert cpu["total_samples"] == 50
 
     @pytest.mark.gen_test
-    async def test_unreadable_file_is_422_naming_it(self, http_client, base_url, datadir):
+    async def test_unreadable_window_is_left_out_of_a_service_and_named(self, http_client, base_url, datadir):
+        """One window cut short must not hide a service's others: they are merged, it is named."""
         name = unreadable_window(datadir)
         with pytest.raises(formats.ProfileFormatError) as failure:
             formats.load(datadir / name)
-        response = await fetch(http_client, base_url, "/data?service=web")
-        assert response.code == 422
-        assert message(response) == "%s cannot be read: %s" % (name, reason(failure.value))
-        # The files before it were summarised; the index shows the one that failed as failing.
+        data = await answer(http_client, base_url, "/data?service=web")
+        assert data["total_samples"] == 240  # every other window, as without it
+        assert data["selection"]["unreadable"] == [{"name": name, "why": reason(failure.value)}]
+        assert name not in data["profiles"]
+        page = await fetch(http_client, base_url, "/view?service=web")
+        assert page.code == 200 and "1 unreadable profile left out (%s)" % name in page.body.decode()
+        # The index shows the one that failed as failing, the others summarised.
         profiles = {p["name"]: p for p in (await answer(http_client, base_url, "/api/profiles"))["profiles"]}
         assert profiles["web-old-11.plop"]["samples"] == 40 and profiles[name]["error"]
+
+    @pytest.mark.gen_test
+    async def test_unreadable_file_named_among_several_is_422_naming_it(self, http_client, base_url, datadir):
+        name = unreadable_window(datadir)
+        with pytest.raises(formats.ProfileFormatError) as failure:
+            formats.load(datadir / name)
+        response = await fetch(http_client, base_url, "/data?filename=web-old-11.plop&filename=%s" % name)
+        assert response.code == 422
+        assert message(response) == "%s cannot be read: %s" % (name, reason(failure.value))
+
+
+def test_in_process_merge_skips_unreadable_windows_like_the_pool(datadir):
+    name = unreadable_window(datadir)
+    here, there = Viewer(str(datadir), workers=1), pooled(datadir)
+    try:
+        entries = here.windows("web", -math.inf, math.inf)[0]
+        assert name in [e.name for e in entries]
+        profile, unreadable = here.merged_skipping(entries)
+        pooled_profile, pooled_unreadable = there.merged_skipping(entries)
+        assert [(u.name, u.why) for u in unreadable] == [(u.name, u.why) for u in pooled_unreadable]
+        assert [u.name for u in unreadable] == [name]
+        assert profile.samples == pooled_profile.samples
+        readable = [e for e in entries if e.name != name]
+        assert profile.samples == here.merged(readable).samples
+        with pytest.raises(Unreadable):
+            here.merged(entries)
+        assert here.merged_skipping([here.datadir.lookup(name)])[0].total_samples == 0
+    finally:
+        here.close()
+        there.close()

@@ -27,7 +27,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 from urllib.parse import quote, urlencode
 
 import tornado.web
@@ -87,7 +87,8 @@ class Source:
         """What the caches of the summed profile are keyed by: the files' versions (and the selection)."""
         if len(self.entries) == 1 and self.selection is None:
             return self.entries[0].key
-        selection = tuple(sorted((self.selection or {}).items()))
+        # (the unreadable files a selection left out are not among the entries: no need to key on them)
+        selection = tuple(sorted((k, v) for k, v in (self.selection or {}).items() if k != "unreadable"))
         return ("merged", tuple(e.key for e in self.entries), selection)
 
     @property
@@ -136,6 +137,9 @@ class Source:
         if s.get("without_metadata"):
             text += " (%d profile%s without a service or time left out)" % (
                 s["without_metadata"], "" if s["without_metadata"] == 1 else "s")
+        if s.get("unreadable"):
+            text += " that could be read (%d unreadable: %s)" % (
+                len(s["unreadable"]), ", ".join(u["name"] for u in s["unreadable"][:3]))
         return text
 
     def describe(self) -> dict[str, Any]:
@@ -201,21 +205,54 @@ class Viewer:
         added here in order: the same profile as loading every file here. Raises
         :class:`Unreadable` naming the (first) file that cannot be read.
         """
+        return self._merge(entries, skip=False)[0]
+
+    def merged_skipping(self, entries: list[Entry]) -> tuple[Profile, list[Unreadable]]:
+        """The sum of the profiles of ``entries`` that can be read, and the files that cannot.
+
+        For a service's windows: one window cut short by a crash must not hide
+        the day's others, but the answer names it.
+        """
+        return self._merge(entries, skip=True)
+
+    def _merge(self, entries: list[Entry], skip: bool) -> tuple[Profile, list[Unreadable]]:
+        if not entries:
+            return Profile(), []
         if len(entries) == 1:
-            return self._load(entries[0])
-        key = tuple(e.key for e in entries)
-        profile = self._merged.get(key)
-        if profile is None:
+            try:
+                return self._load(entries[0]), []
+            except Unreadable as e:
+                if not skip:
+                    raise
+                return Profile(), [e]
+        key = (tuple(e.key for e in entries), skip)
+        cached = self._merged.get(key)
+        if cached is None:
             processes = [(e.facts.get("hostname"), e.facts.get("pid")) for e in entries]
+            unreadable: list[Unreadable] = []
+            profile = None
             if self.pool is not None and len(entries) >= self.pool_files:
                 try:
-                    profile = self.pool.merge(entries, thread_prefixes(processes), self.datadir.record)
+                    profile = self.pool.merge(entries, thread_prefixes(processes), self.datadir.record,
+                                              unreadable if skip else None)
                 except BrokenProcessPool:
-                    pass  # a worker was killed (out of memory?): this merge is done here, the next gets new ones
+                    unreadable.clear()  # a worker was killed (out of memory?): this merge is done here,
+                    # the next gets new workers
             if profile is None:
-                profile = merge(map(self._load, entries), processes)
-            self._merged.put(key, profile)
-        return profile
+                profile = merge(self._loaded(entries, unreadable if skip else None), processes)
+            cached = (profile, unreadable)
+            self._merged.put(key, cached)
+        return cached
+
+    def _loaded(self, entries: list[Entry], unreadable: list[Unreadable] | None) -> Iterator[Profile]:
+        """The profiles of ``entries``, one at a time; the unreadable ones go to ``unreadable`` (or raise)."""
+        for entry in entries:
+            try:
+                yield self._load(entry)
+            except Unreadable as e:
+                if unreadable is None:
+                    raise
+                unreadable.append(e)
 
     def close(self) -> None:
         """Stop the merge workers and the listing's background loader (the app shuts down)."""
@@ -557,8 +594,16 @@ class BaseHandler(tornado.web.RequestHandler):
         else:
             raise tornado.web.HTTPError(400, "missing filename: name a profile (filename=NAME, repeatable) "
                                         "or a service (service=NAME&since=-1h)")
+        if selection is not None:
+            # A service's windows: the unreadable ones are left out and named, the rest merged.
+            profile, unreadable = await self.run(self.viewer.merged_skipping, entries)
+            if unreadable:
+                bad = {e.name for e in unreadable}
+                entries = [e for e in entries if e.name not in bad]
+                selection["unreadable"] = [{"name": e.name, "why": e.why} for e in unreadable]
+            return Source(tuple(entries), profile, selection)
         try:
-            profile = await self.run(self.viewer.merged, entries) if entries else Profile()
+            profile = await self.run(self.viewer.merged, entries)
         except Unreadable as e:
             raise tornado.web.HTTPError(422, "%s cannot be read: %s", e.name, e.why) from None
         return Source(tuple(entries), profile, selection)

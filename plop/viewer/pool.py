@@ -43,24 +43,33 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-#: What a task returns: the part's sum, the summaries of the files it loaded, and the position
-#: in its run and reason of the file it could not read (the files after it are not loaded).
-ChunkResult = tuple[Partial, list[dict[str, Any]], tuple[int, str] | None]
+#: What a task returns: the part's sum, the summaries of the files it loaded, and the positions
+#: in its run and reasons of the files it could not read (without ``skip``, at most one: the
+#: files after it are not loaded).
+ChunkResult = tuple[Partial, list[dict[str, Any]], list[tuple[int, str]]]
 
 
-def load_chunk(paths: Sequence[str], prefixes: Mapping[tuple[Any, Any], str]) -> ChunkResult:
-    """A worker's task: load ``paths`` and sum them, threads renamed by the whole merge's ``prefixes``."""
+def load_chunk(paths: Sequence[str], prefixes: Mapping[tuple[Any, Any], str], skip: bool = False) -> ChunkResult:
+    """A worker's task: load ``paths`` and sum them, threads renamed by the whole merge's ``prefixes``.
+
+    With ``skip`` a file that cannot be read is left out and the others are
+    summed; without, the task stops at it.
+    """
     total = MergeSum(prefixes)
     summaries = []
+    failed = []
     with _gc_paused():
         for i, path in enumerate(paths):
             try:
                 profile = formats.load(path)
             except formats.ProfileFormatError as e:
-                return total.partial(), summaries, (i, reason(e))
+                failed.append((i, reason(e)))
+                if not skip:
+                    break
+                continue
             total.add(profile)
             summaries.append(summarize(profile))
-        return total.partial(), summaries, None
+        return total.partial(), summaries, failed
 
 
 def _ignore_interrupts() -> None:
@@ -88,30 +97,36 @@ class LoadPool:
             return self._executor
 
     def merge(self, entries: Sequence[Entry], prefixes: Mapping[tuple[Any, Any], str],
-              record: Callable[[Entry, dict[str, Any]], None]) -> Profile:
+              record: Callable[[Entry, dict[str, Any]], None],
+              unreadable: list[Unreadable] | None = None) -> Profile:
         """The sum of the profiles of ``entries``, as :func:`plop.merge.merge` in one process gives it.
 
         ``prefixes`` are :func:`plop.merge.thread_prefixes` of all the
-        entries; ``record`` keeps a loaded file's summary. Raises
-        :class:`Unreadable` naming the first file (in order) that cannot be
-        read, and ``BrokenProcessPool`` when a worker died (the pool then
-        starts new workers for the next merge).
+        entries; ``record`` keeps a loaded file's summary. A file that cannot
+        be read goes to ``unreadable`` and is left out of the sum; without
+        that list it raises :class:`Unreadable` naming the first such file
+        (in order). Raises ``BrokenProcessPool`` when a worker died (the pool
+        then starts new workers for the next merge).
         """
+        skip = unreadable is not None
         executor = self._start()
         size = min(CHUNK_FILES, -(-len(entries) // self.workers))  # a small merge keeps every worker busy too
         chunks = [entries[i:i + size] for i in range(0, len(entries), size)]
         futures = []
         try:
             for chunk in chunks:
-                futures.append(executor.submit(load_chunk, [e.path for e in chunk], prefixes))
+                futures.append(executor.submit(load_chunk, [e.path for e in chunk], prefixes, skip))
             total = MergeSum(prefixes)
             with _gc_paused():
                 for chunk, future in zip(chunks, futures):
                     part, summaries, failed = future.result()
-                    for entry, summary in zip(chunk, summaries):
+                    bad = {i for i, _why in failed}
+                    for entry, summary in zip((e for i, e in enumerate(chunk) if i not in bad), summaries):
                         record(entry, summary)
-                    if failed is not None:
-                        raise Unreadable(chunk[failed[0]].name, failed[1])
+                    if failed and not skip:
+                        raise Unreadable(chunk[failed[0][0]].name, failed[0][1])
+                    if unreadable is not None:
+                        unreadable.extend(Unreadable(chunk[i].name, why) for i, why in failed)
                     total.add_partial(part)
                 return total.profile()
         except BrokenProcessPool:
