@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import quote
 
 import pytest
 
@@ -191,3 +192,22 @@ def test_empty_range_says_so_in_the_page(page, server):
     page.wait_for_selector("#message:not([hidden])")
     assert "no profiles of service 'shop'" in page.inner_text("header")
     page.wait_for_function("() => document.getElementById('message').textContent.includes('no profiles')")
+
+
+def test_compared_function_details(page, server):
+    """The Function tab of a comparison: the base's counts and the change, a callee only the new side has."""
+    top = page.request.get(server + COMPARE.replace("/view", "/api/top")).json()["functions"]
+    fn = next(f for f in top if f["name"] == "PriceCalculator._apply_rule")
+    query = "&tab=function&function=%s&file=%s&firstlineno=%d" % (
+        quote(fn["name"]), quote(fn["filename"], safe=""), fn["firstlineno"])
+    details = page.request.get(server + COMPARE.replace("/view", "/api/function") + query).json()
+    assert details["function"]["base_total"] < details["function"]["total"]
+    page.goto(server + COMPARE + query)
+    page.wait_for_selector("#function-name")
+    stats = page.locator(".stats .stat").all_inner_texts()
+    assert "base {:,} of {:,}".format(details["function"]["base_total"], details["base_total_samples"]) in stats[1]
+    assert "slower" in page.locator(".stats .stat .sub").last.get_attribute("class")
+    callee = page.locator(".butterfly-side.callees tbody tr", has_text="Discount.check")
+    assert callee.count() == 1 and " new" in callee.locator("td.fn").inner_text()  # the deploy added it
+    assert "slower" in callee.locator("td.delta").get_attribute("class")
+    screenshot(page, "compare-function.png")
