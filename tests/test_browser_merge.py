@@ -134,6 +134,14 @@ def test_compared_graph_colours_by_change(page, server):
     tooltip.wait_for(state="visible")
     assert "Base" in tooltip.inner_text() and "pp" in tooltip.inner_text()
     page.mouse.move(5, 5)
+    # Click: the details panel gives the base's count and the change too.
+    page.locator('g.node[data-id="%d"] circle' % slower["id"]).click(force=True)
+    panel = page.locator("#details")
+    panel.wait_for(state="visible")
+    assert "%s samples" % "{:,}".format(slower["base_total"]) in panel.locator("table.compare").inner_text()
+    assert "slower" in panel.locator("table.compare td.slower").get_attribute("class")
+    screenshot(page, "compare-graph-details.png")
+    page.keyboard.press("Escape")
     screenshot(page, "compare-graph.png")
     # Counts instead of shares.
     page.select_option("#normalize", "0")

@@ -62,6 +62,10 @@ export class Details {
         stat("Self", node.self, total),
         stat("Total", node.total, total),
       ),
+      // Compared with a base: its count of this function's total and the change, as the tooltip says.
+      graph.base && node.base_total !== undefined
+        ? el("table", { class: "info compare" }, el("tbody", {}, ...changeRows(node, node.base_total, graph.normalize)))
+        : null,
       openButton,
       ...(recursive ? [el("p", { class: "none" }, `Recursive: calls itself in ${fmtInt(recursive.weight)} samples.`)] : []),
       el("h3", {}, "Lines"),
