@@ -122,10 +122,10 @@ def _reason(out: dict[str, Any], interval: float, expected: float) -> str:
     asked = out["samples_asked"]
     late = out["late"]
     if late or (asked and taken < BELOW_RATE * asked):
-        text = "snapshots came late: a thread held the GIL"
+        text = "snapshots came late: a thread held the GIL, or the machine had no core free"
         if late:
-            text = "%d snapshot%s came late (over an interval after its tick): a thread held the GIL" % (
-                late, "s" if late != 1 else "")
+            text = ("%d snapshot%s came late (over an interval after its tick): a thread held the GIL, "
+                    "or the machine had no core free" % (late, "s" if late != 1 else ""))
         if out["gil_wait"]:
             text += "; the sampler waited %s for it in all" % seconds(out["gil_wait"])
         reasons.append(text)
