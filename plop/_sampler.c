@@ -477,7 +477,7 @@ typedef struct {
     unsigned long long truncated;
     unsigned long long late;  /* snapshots taken more than an interval late */
     int64_t sample_ns;        /* wall time inside snapshots */
-    int64_t thread_cpu_ns;    /* CPU time of the sampler thread, all runs */
+    int64_t thread_cpu_ns;    /* CPU time of the sampler thread, all runs, and of inline snapshots */
     int64_t gil_wait_ns;      /* wall time from tick to holding the GIL */
     char track_cpu;
     char in_sample;
@@ -1207,10 +1207,18 @@ inline_call(void *arg)
         return 0;
     }
     self->gil_wait_ns += monotonic_ns() - tick_ns;
+    int ok0, ok1;
+    int64_t cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID, &ok0);
     PyObject *frame = (PyObject *)PyEval_GetFrame();  /* borrowed */
     PyObject *callback = snapshot_counted(self, frame != NULL ? frame : Py_None,
                                           n_running, tick_ns);
+    int64_t cpu1 = clock_ns(CLOCK_THREAD_CPUTIME_ID, &ok1);
     self->inline_count++;
+    /* The snapshot's CPU is sampling cost, though the main thread spent it:
+     * thread_cpu_time (what the live budget reads) keeps counting it. */
+    if (ok0 && ok1) {
+        self->thread_cpu_ns += cpu1 - cpu0;
+    }
     sampler_lock(self);
     if (self->offer_generation == self->generation) {
         account_own_cpu(self);
@@ -1753,7 +1761,8 @@ static PyGetSetDef Sampler_getset[] = {
     {"gil_wait", (getter)get_gil_wait, NULL,
      "Seconds from the ticks to holding the GIL, summed (wall clock).", NULL},
     {"thread_cpu_time", (getter)get_thread_cpu_time, NULL,
-     "CPU seconds the sampler thread used (updated after each snapshot).", NULL},
+     "CPU seconds the sampler used: its thread's, plus what the main thread spent taking "
+     "snapshots itself (see inline); updated after each snapshot.", NULL},
     {"late", (getter)get_late, NULL,
      "Snapshots taken more than an interval after their tick.", NULL},
     {"inline", (getter)get_inline, NULL,
