@@ -26,6 +26,31 @@
  * that holds the GIL still delays the snapshot until it returns; the weight
  * covers that.  Other versions wait the switch interval (see docs/format.md).
  *
+ * The main thread snapshots itself (3.11).  The GIL going to the sampler
+ * thread and back costs about four context switches per snapshot, more than
+ * the snapshot.  When the main thread holds the GIL at a tick (the runtime's
+ * gil.locked and gil.last_holder, read without the GIL: a wrong answer only
+ * costs a fallback), the sampler thread offers it the tick instead: it records
+ * the tick's readings under mu, queues a pending call (Py_AddPendingCall,
+ * which only the main thread runs, with the GIL, at its next eval-breaker
+ * check) and waits on its condition variable.  The call takes the snapshot,
+ * the main thread counted at its current frame, and reports back.  If it has
+ * not started within INLINE_WAIT_NS, or the main thread stops holding the GIL
+ * meanwhile (it blocked, or handed the GIL on), the sampler thread withdraws
+ * the offer under mu and takes the GIL as above: a call that comes late finds
+ * no open offer and does nothing, so each tick is taken exactly once.  At most
+ * When the next tick is due before INLINE_WAIT_NS is out (1000 Hz), the
+ * sampler thread does not wait for the answer at all: waking up only to see
+ * the snapshot taken would cost about what the handoff saved.  It closes the
+ * offer at the next tick instead; one not taken by then is withdrawn and its
+ * tick folded into the next snapshot's weight.  At most
+ * one call of ours is queued at a time (it serves whatever offer is open when
+ * it runs), so a main thread away for long does not fill the queue.  stop()
+ * closes the offer with the generation; a fork leaves calls queued by the
+ * parent naming a fork generation that is gone, and they only free their
+ * token.  ``inline`` counts these snapshots; their CPU, spent by the main
+ * thread, is added to thread_cpu_time.
+ *
  * On CPU at the tick.  Before taking the GIL, for each thread seen at the
  * previous snapshot, the sampler reads its CPU clock and, if the thread ran
  * since then, its scheduler state from /proc/self/task/TID/stat ('R' = running
@@ -54,7 +79,9 @@
  * Thread objects: a small per-thread-state cache (keyed by
  * PyThreadState_GetID(), never reused) remembers each thread's Thread object,
  * CPU clock id, native thread id and CPU readings; it is rebuilt in thread
- * list order at every snapshot.  Only the sampler thread reads or writes it.
+ * list order at every snapshot.  Only the thread taking the snapshot reads or
+ * writes it: the sampler thread, or the main thread while the sampler thread
+ * waits for its inline snapshot (the handover goes through mu).
  *
  * Robustness: nothing may run Python code in the middle of a walk (another
  * thread could then free the thread state being iterated).  The only
@@ -501,6 +528,7 @@ typedef struct {
     unsigned long offer_generation;  /* the run that offered it */
     int64_t offer_tick_ns;
     Py_ssize_t offer_n_running;
+    int offer_waited;            /* the sampler thread waits on cond for the answer */
     struct InlineToken *queued;  /* our pending call not yet run (guarded by mu) */
     unsigned int queued_fork_generation;  /* fork_generation when it was queued */
     PyThreadState *main_ts;      /* the main thread's state at the last snapshot
@@ -1224,20 +1252,45 @@ inline_call(void *arg)
         account_own_cpu(self);
     }
     self->offer_state = OFFER_DONE;
-    pthread_cond_broadcast(&self->cond);
+    if (self->offer_waited) {
+        pthread_cond_broadcast(&self->cond);  /* else it looks at the next tick */
+    }
     pthread_mutex_unlock(&self->mu);
     run_countdown(self, callback);
     return 0;
+}
+
+/* Before the next tick's readings (sampler thread, GIL released): close an
+ * offer left open by try_inline() returning 2.  Taken or not, it is over: one
+ * not taken yet is withdrawn, its tick folded into the next snapshot's weight
+ * (the weights follow the clock); one being taken is waited for, since the
+ * next readings overwrite the cache it reads. */
+static void
+close_offer(Sampler *self, unsigned long g)
+{
+    pthread_mutex_lock(&self->mu);
+    while (self->offer_state == OFFER_RUNNING && self->generation == g) {
+        self->offer_waited = 1;
+        int64_t until = monotonic_ns() + INLINE_WAIT_NS;
+        struct timespec ts = {(time_t)(until / 1000000000), (long)(until % 1000000000)};
+        pthread_cond_timedwait(&self->cond, &self->mu, &ts);
+    }
+    self->offer_waited = 0;
+    self->offer_state = OFFER_NONE;
+    pthread_mutex_unlock(&self->mu);
 }
 
 /* On the sampler thread, GIL released, right after read_tick(): if the main
  * thread holds the GIL, offer it the tick and wait (bounded) for it to take
  * the snapshot.  Returns 1 when it did, 0 when the sampler thread must take
  * the GIL and the snapshot itself (the offer is then withdrawn), -1 when the
- * run was stopped. */
+ * run was stopped, 2 when the offer stays open until the next tick
+ * (next_ns, on the monotonic clock, or 0 if unknown), which comes before the
+ * wait would end: waking in between only to see it taken would cost about as
+ * much as the handoff saved. */
 static int
 try_inline(Sampler *self, PyInterpreterState *interp, unsigned long g, int64_t tick_ns,
-           Py_ssize_t n_running)
+           Py_ssize_t n_running, int64_t next_ns)
 {
     PyThreadState *main_ts = __atomic_load_n(&self->main_ts, __ATOMIC_RELAXED);
     if (!main_holds_gil(main_ts)) {
@@ -1280,8 +1333,12 @@ try_inline(Sampler *self, PyInterpreterState *interp, unsigned long g, int64_t t
     wake_main(interp);
 
     int64_t limit = tick_ns + INLINE_WAIT_NS;
+    if (next_ns != 0 && next_ns <= limit) {
+        return 2;
+    }
     int r;
     pthread_mutex_lock(&self->mu);
+    self->offer_waited = 1;
     for (;;) {
         if (self->generation != g) {
             r = -1;
@@ -1309,6 +1366,7 @@ try_inline(Sampler *self, PyInterpreterState *interp, unsigned long g, int64_t t
         pthread_cond_timedwait(&self->cond, &self->mu, &ts);
     }
     self->offer_state = OFFER_NONE;
+    self->offer_waited = 0;
     pthread_mutex_unlock(&self->mu);
     return r;
 }
@@ -1354,18 +1412,31 @@ Sampler_run(Sampler *self, PyObject *arg)
     /* Pending calls run on the main thread: not if this is it. */
     int can_inline = self->loop_ident != main_thread_ident();
 #endif
+#if HAVE_INLINE
+    int offer_open = 0;  /* try_inline() left its offer open until this tick */
+#endif
     PyThreadState *saved = PyEval_SaveThread();
     for (;;) {
         if (wait_tick(self, g, &deadline, ncpu)) {
             break;
         }
+#if HAVE_INLINE
+        if (offer_open) {
+            close_offer(self, g);
+            offer_open = 0;
+        }
+#endif
         int64_t tick_ns = monotonic_ns();
         Py_ssize_t n_running = self->track_cpu ? read_tick(self, tick_ns) : 0;
 #if HAVE_INLINE
         if (can_inline) {
-            int r = try_inline(self, interp, g, tick_ns, n_running);
+            /* On the wall clock the next tick's time is known (deadline). */
+            int64_t next_ns = self->tick_clock == CLOCK_MONOTONIC ? deadline : 0;
+            int r = try_inline(self, interp, g, tick_ns, n_running, next_ns);
             if (r > 0) {
-                continue;  /* taken by the main thread: no GIL handoff at all */
+                /* taken by the main thread (or being: 2): no GIL handoff */
+                offer_open = r == 2;
+                continue;
             }
             if (r < 0) {
                 break;

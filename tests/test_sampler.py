@@ -848,13 +848,15 @@ def test_busy_main_thread_takes_its_own_snapshots():
 
 @needs_inline
 @pytest.mark.parametrize("wait", ["sleep", "event"])
-def test_blocked_main_thread_falls_back_and_counts_each_tick_once(wait):
+@pytest.mark.parametrize("pace", [0.002, 0.001], ids=["waits", "next-tick"])
+def test_blocked_main_thread_falls_back_and_counts_each_tick_once(wait, pace):
     # The main thread waits with the GIL released: the sampler thread takes the
     # GIL itself, and the worker is sampled at every tick.  The main thread then
     # alternates computing and waiting, so ticks go both ways: each is counted
     # once (the weights add up to the ticks, and there are no more snapshots than
-    # ticks: a tick taken by both paths would be a second snapshot).
-    pace = 0.002
+    # ticks: a tick taken by both paths would be a second snapshot).  At 2 ms
+    # the sampler thread waits for each offer's answer; at 1 ms it looks at the
+    # next tick, an offer not taken by then folded into that tick's weight.
     s = CSampler(track_cpu=True)  # every snapshot weighs 1: ticks == snapshots
     s.pace = pace
     done = threading.Event()
