@@ -534,6 +534,7 @@ typedef struct {
     PyThreadState *main_ts;      /* the main thread's state at the last snapshot
                                   * (compared, never dereferenced, without the GIL) */
     unsigned long long inline_count;  /* snapshots the main thread took itself */
+    char allow_inline;           /* settable: 0 keeps every snapshot on the sampler thread */
 } Sampler;
 
 enum { OFFER_NONE, OFFER_OPEN, OFFER_RUNNING, OFFER_DONE };
@@ -1293,7 +1294,10 @@ try_inline(Sampler *self, PyInterpreterState *interp, unsigned long g, int64_t t
            Py_ssize_t n_running, int64_t next_ns)
 {
     PyThreadState *main_ts = __atomic_load_n(&self->main_ts, __ATOMIC_RELAXED);
-    if (!main_holds_gil(main_ts)) {
+    if (!main_holds_gil(main_ts) || _Py_IsFinalizing()) {
+        /* Finalizing: pending calls are no longer run, and the interpreter
+         * (its pending-call lock, its eval breaker) is about to be freed;
+         * taking the GIL ends this thread there, as it always did. */
         return 0;
     }
     InlineToken *tok = NULL;
@@ -1429,7 +1433,7 @@ Sampler_run(Sampler *self, PyObject *arg)
         int64_t tick_ns = monotonic_ns();
         Py_ssize_t n_running = self->track_cpu ? read_tick(self, tick_ns) : 0;
 #if HAVE_INLINE
-        if (can_inline) {
+        if (can_inline && self->allow_inline) {
             /* On the wall clock the next tick's time is known (deadline). */
             int64_t next_ns = self->tick_clock == CLOCK_MONOTONIC ? deadline : 0;
             int r = try_inline(self, interp, g, tick_ns, n_running, next_ns);
@@ -1501,6 +1505,7 @@ Sampler_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->interval = interval;
     self->pace = interval > 0 ? interval : 0.01;
     self->tick_clock = clock;
+    self->allow_inline = 1;
     self->rng = ((uint64_t)monotonic_ns() ^ (uint64_t)(uintptr_t)self) | 1;
     self->table = table_new();
     self->scratch = PyMem_Malloc(MAX_DEPTH * sizeof(FrameKey));
@@ -1785,6 +1790,27 @@ set_pace(Sampler *self, PyObject *value, void *closure)
 }
 
 static PyObject *
+get_allow_inline(Sampler *self, void *closure)
+{
+    return PyBool_FromLong(self->allow_inline);
+}
+
+static int
+set_allow_inline(Sampler *self, PyObject *value, void *closure)
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete allow_inline");
+        return -1;
+    }
+    int v = PyObject_IsTrue(value);
+    if (v < 0) {
+        return -1;
+    }
+    self->allow_inline = (char)v;  /* read by the sampler thread at its next tick */
+    return 0;
+}
+
+static PyObject *
 get_clock(Sampler *self, void *closure)
 {
     return PyLong_FromLong(self->tick_clock);
@@ -1836,6 +1862,9 @@ static PyGetSetDef Sampler_getset[] = {
      "snapshots itself (see inline); updated after each snapshot.", NULL},
     {"late", (getter)get_late, NULL,
      "Snapshots taken more than an interval after their tick.", NULL},
+    {"allow_inline", (getter)get_allow_inline, (setter)set_allow_inline,
+     "Whether a main thread holding the GIL may take the snapshot itself (3.11; "
+     "False: the sampler thread always takes the GIL).", NULL},
     {"inline", (getter)get_inline, NULL,
      "Snapshots the main thread took itself, from a pending call (no GIL handoff).", NULL},
     {"errors", (getter)get_errors, NULL, "Exceptions raised and swallowed while sampling.", NULL},

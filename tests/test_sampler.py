@@ -963,3 +963,37 @@ def test_fork_in_the_middle_of_inline_snapshots():
     _, table = s.take(False)
     assert s.errors == 0
     assert sum(w for t, _, w, _ in table if t is me) == s.ticks
+
+
+@needs_inline
+def test_allow_inline_false_keeps_every_snapshot_on_the_sampler_thread():
+    s = CSampler(interval=0.001)
+    assert s.allow_inline
+    s.allow_inline = False
+    with running(s):
+        busy_main(s, 0.1)
+    assert s.samples_taken >= 20 and s.inline == 0 and s.errors == 0
+
+
+@needs_inline
+def test_exit_with_inline_snapshots_running_is_clean():
+    # The sampler thread is not stopped before the interpreter finalizes: it
+    # must stop offering pending calls (the interpreter that runs them is being
+    # torn down) and end as it always did, blocked on the GIL.
+    import subprocess
+    import textwrap
+    code = textwrap.dedent('''
+        import _thread, time
+        from plop._sampler import Sampler
+        s = Sampler(interval=0.0005)
+        _thread.start_new_thread(s.run, (s.arm(),))
+        end = time.monotonic() + 0.1
+        while time.monotonic() < end:
+            sum(range(50))
+        assert s.inline > 0, (s.inline, s.samples_taken)
+        print("ok")
+    ''')
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    for _ in range(10):
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0 and proc.stdout == "ok\n", proc.stderr
