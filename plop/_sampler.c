@@ -38,13 +38,13 @@
  * not started within INLINE_WAIT_NS, or the main thread stops holding the GIL
  * meanwhile (it blocked, or handed the GIL on), the sampler thread withdraws
  * the offer under mu and takes the GIL as above: a call that comes late finds
- * no open offer and does nothing, so each tick is taken exactly once.  At most
+ * no open offer and does nothing, so each tick is taken exactly once.
  * When the next tick is due before INLINE_WAIT_NS is out (1000 Hz), the
  * sampler thread does not wait for the answer at all: waking up only to see
  * the snapshot taken would cost about what the handoff saved.  It closes the
  * offer at the next tick instead; one not taken by then is withdrawn and its
- * tick folded into the next snapshot's weight.  At most
- * one call of ours is queued at a time (it serves whatever offer is open when
+ * tick folded into the next snapshot's weight.  At most one call of ours is
+ * queued at a time (it serves whatever offer is open when
  * it runs), so a main thread away for long does not fill the queue.  stop()
  * closes the offer with the generation; a fork leaves calls queued by the
  * parent naming a fork generation that is gone, and they only free their
@@ -1415,8 +1415,6 @@ Sampler_run(Sampler *self, PyObject *arg)
 #if HAVE_INLINE
     /* Pending calls run on the main thread: not if this is it. */
     int can_inline = self->loop_ident != main_thread_ident();
-#endif
-#if HAVE_INLINE
     int offer_open = 0;  /* try_inline() left its offer open until this tick */
 #endif
     PyThreadState *saved = PyEval_SaveThread();
