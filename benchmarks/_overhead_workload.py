@@ -110,6 +110,8 @@ def main() -> None:
             out["sampler_cpu_time"] = collector.sampler_cpu_time
             out["gil_wait"] = collector.gil_wait
             out["late"] = collector.late
+            # snapshots the main thread took itself (the compiled sampler on 3.11)
+            out["inline"] = getattr(collector._sampler, "inline", 0)
         else:
             out["sample_time"] = collector.sample_time
     else:

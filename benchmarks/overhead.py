@@ -315,6 +315,8 @@ def summarise(runs: list[dict], profilers: list[str]) -> tuple[dict, list[str]]:
                                                   for run in mine.values() if run["samples"]])
                     s["late"] = median_noise([run["late"] / run["samples"]
                                               for run in mine.values() if run["samples"]])
+                    s["inline"] = median_noise([run.get("inline", 0) / run["samples"]
+                                                for run in mine.values() if run["samples"]])
                 elif p in ("signal", "plop040"):
                     s["own"] = median_noise([run["sample_time"] / run["samples"]
                                              for run in mine.values() if run["samples"]])
@@ -374,6 +376,8 @@ def table(summary: dict, profilers: list[str]) -> list[str]:
                     own += f" ({OWN_LABELS[p]})"
                 if "gil_wait" in s and s["gil_wait"][0] is not None:
                     own += f"; GIL wait {s['gil_wait'][0] * 1e3:.2f} ms/snapshot"
+                if s.get("inline") and s["inline"][0]:
+                    own += f"; {s['inline'][0]:.0%} taken by the main thread itself"
                 lines.append(
                     f"| {WORKLOAD_LABELS[w]} | {LABELS[p]} | {rate:g} | {per_s:.0f} | {per_s / rate:.0%} "
                     f"| {fmt_x(s['slowdown'])} | {fmt_us(s['cpu_per'])} | {fmt_us(s.get('marginal'))} | {own} |")

@@ -26,6 +26,31 @@
  * that holds the GIL still delays the snapshot until it returns; the weight
  * covers that.  Other versions wait the switch interval (see docs/format.md).
  *
+ * The main thread snapshots itself (3.11).  The GIL going to the sampler
+ * thread and back costs about four context switches per snapshot, more than
+ * the snapshot.  When the main thread holds the GIL at a tick (the runtime's
+ * gil.locked and gil.last_holder, read without the GIL: a wrong answer only
+ * costs a fallback), the sampler thread offers it the tick instead: it records
+ * the tick's readings under mu, queues a pending call (Py_AddPendingCall,
+ * which only the main thread runs, with the GIL, at its next eval-breaker
+ * check) and waits on its condition variable.  The call takes the snapshot,
+ * the main thread counted at its current frame, and reports back.  If it has
+ * not started within INLINE_WAIT_NS, or the main thread stops holding the GIL
+ * meanwhile (it blocked, or handed the GIL on), the sampler thread withdraws
+ * the offer under mu and takes the GIL as above: a call that comes late finds
+ * no open offer and does nothing, so each tick is taken exactly once.
+ * When the next tick is due before INLINE_WAIT_NS is out (1000 Hz), the
+ * sampler thread does not wait for the answer at all: waking up only to see
+ * the snapshot taken would cost about what the handoff saved.  It closes the
+ * offer at the next tick instead; one not taken by then is withdrawn and its
+ * tick folded into the next snapshot's weight.  At most one call of ours is
+ * queued at a time (it serves whatever offer is open when
+ * it runs), so a main thread away for long does not fill the queue.  stop()
+ * closes the offer with the generation; a fork leaves calls queued by the
+ * parent naming a fork generation that is gone, and they only free their
+ * token.  ``inline`` counts these snapshots; their CPU, spent by the main
+ * thread, is added to thread_cpu_time.
+ *
  * On CPU at the tick.  Before taking the GIL, for each thread seen at the
  * previous snapshot, the sampler reads its CPU clock and, if the thread ran
  * since then, its scheduler state from /proc/self/task/TID/stat ('R' = running
@@ -54,7 +79,9 @@
  * Thread objects: a small per-thread-state cache (keyed by
  * PyThreadState_GetID(), never reused) remembers each thread's Thread object,
  * CPU clock id, native thread id and CPU readings; it is rebuilt in thread
- * list order at every snapshot.  Only the sampler thread reads or writes it.
+ * list order at every snapshot.  Only the thread taking the snapshot reads or
+ * writes it: the sampler thread, or the main thread while the sampler thread
+ * waits for its inline snapshot (the handover goes through mu).
  *
  * Robustness: nothing may run Python code in the middle of a walk (another
  * thread could then free the thread state being iterated).  The only
@@ -290,8 +317,11 @@ mix(uint64_t h, uint64_t v)
 #define Py_BUILD_CORE 1
 #undef _PyGC_FINALIZED
 #include "internal/pycore_interp.h"
+#include "internal/pycore_runtime.h"
 #undef Py_BUILD_CORE
 #define HAVE_DROP_REQUEST 1
+/* Inline snapshots (see "The main thread snapshots itself" above). */
+#define HAVE_INLINE 1
 /* While the sampler waits for the GIL, the switch interval is this short:
  * when two threads compute, the holder asked to let go may hand the GIL to
  * the other one, and the sampler would wait a whole interval to ask again. */
@@ -318,8 +348,32 @@ restore_switch(unsigned long saved)
         _PyEval_SetSwitchInterval(saved);
     }
 }
+/* Whether main_ts holds the GIL now (without the GIL: two atomic loads of the
+ * runtime's own bookkeeping; a stale answer only costs a fallback). */
+static inline int
+main_holds_gil(PyThreadState *main_ts)
+{
+    struct _gil_runtime_state *gil = &_PyRuntime.ceval.gil;
+    return main_ts != NULL && _Py_atomic_load_relaxed(&gil->locked) == 1
+           && (PyThreadState *)_Py_atomic_load_relaxed(&gil->last_holder) == main_ts;
+}
+
+static inline unsigned long
+main_thread_ident(void)
+{
+    return _PyRuntime.main_thread;
+}
+
+/* Make the main thread look at its pending calls at its next eval-breaker
+ * check: Py_AddPendingCall() only does so when called on the main thread. */
+static inline void
+wake_main(PyInterpreterState *interp)
+{
+    _Py_atomic_store_relaxed(&interp->ceval.eval_breaker, 1);
+}
 #else
 #define HAVE_DROP_REQUEST 0
+#define HAVE_INLINE 0
 static unsigned long
 request_gil(PyInterpreterState *interp)
 {
@@ -450,7 +504,7 @@ typedef struct {
     unsigned long long truncated;
     unsigned long long late;  /* snapshots taken more than an interval late */
     int64_t sample_ns;        /* wall time inside snapshots */
-    int64_t thread_cpu_ns;    /* CPU time of the sampler thread, all runs */
+    int64_t thread_cpu_ns;    /* CPU time of the sampler thread, all runs, and of inline snapshots */
     int64_t gil_wait_ns;      /* wall time from tick to holding the GIL */
     char track_cpu;
     char in_sample;
@@ -464,7 +518,33 @@ typedef struct {
     unsigned long loop_ident;    /* PyThread_get_thread_ident() of that run() */
     uint64_t own_tsid;           /* the sampler thread's state, never sampled */
     uint64_t rng;                /* xorshift state for the ticks' jitter */
+    /* The sampler thread's CPU clock, read with the GIL held by whichever
+     * thread takes the snapshot, so thread_cpu_time moves with the counts. */
+    clockid_t own_clock;
+    int own_clock_ok;
+    int64_t own_cpu_mark;        /* own_clock when last added to thread_cpu_ns */
+    /* Inline snapshots: the tick offered to the main thread, guarded by mu. */
+    int offer_state;             /* OFFER_NONE, _OPEN, _RUNNING or _DONE */
+    unsigned long offer_generation;  /* the run that offered it */
+    int64_t offer_tick_ns;
+    Py_ssize_t offer_n_running;
+    int offer_waited;            /* the sampler thread waits on cond for the answer */
+    struct InlineToken *queued;  /* our pending call not yet run (guarded by mu) */
+    unsigned int queued_fork_generation;  /* fork_generation when it was queued */
+    PyThreadState *main_ts;      /* the main thread's state at the last snapshot
+                                  * (compared, never dereferenced, without the GIL) */
+    unsigned long long inline_count;  /* snapshots the main thread took itself */
+    char allow_inline;           /* settable: 0 keeps every snapshot on the sampler thread */
 } Sampler;
+
+enum { OFFER_NONE, OFFER_OPEN, OFFER_RUNNING, OFFER_DONE };
+
+/* The argument of one pending call: the sampler it serves, or NULL once that
+ * sampler is gone (the call then only frees the token). */
+typedef struct InlineToken {
+    Sampler *sampler;
+    unsigned int fork_generation;
+} InlineToken;
 
 static PyTypeObject Sampler_Type;
 static PyObject *str_active;  /* interned "_active" */
@@ -792,6 +872,10 @@ snapshot(Sampler *self, PyObject *frame_arg, Py_ssize_t n_running, int64_t wall_
     Py_ssize_t n_cur = 0;
     Py_ssize_t hint = 0;
     int failed = 0;
+#if HAVE_INLINE
+    unsigned long main_ident = main_thread_ident();
+    PyThreadState *main_ts = NULL;
+#endif
 
     for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
          ts = PyThreadState_Next(ts)) {
@@ -830,6 +914,11 @@ snapshot(Sampler *self, PyObject *frame_arg, Py_ssize_t n_running, int64_t wall_
             tinfo_init(ti, tsid, ident, ts->native_thread_id);
         }
 
+#if HAVE_INLINE
+        if (ident == main_ident) {
+            main_ts = ts;
+        }
+#endif
         if (failed || tsid == self->own_tsid) {
             continue;  /* keep rebuilding the cache; the sampler is not sampled */
         }
@@ -879,6 +968,11 @@ snapshot(Sampler *self, PyObject *frame_arg, Py_ssize_t n_running, int64_t wall_
     self->tinfo = cur;
     self->tinfo_spare = old;
     self->n_tinfo = n_cur;
+#if HAVE_INLINE
+    /* Only the main interpreter's main thread runs pending calls. */
+    __atomic_store_n(&self->main_ts, interp == PyInterpreterState_Main() ? main_ts : NULL,
+                     __ATOMIC_RELAXED);
+#endif
     return failed ? -1 : 0;
 }
 
@@ -897,9 +991,11 @@ call_callback(Sampler *self, PyObject *callback)
     }
 }
 
-/* One snapshot with its bookkeeping, GIL held. */
-static void
-take_snapshot(Sampler *self, PyObject *frame_arg, Py_ssize_t n_running, int64_t tick_ns)
+/* One snapshot with its bookkeeping, GIL held.  Returns the countdown
+ * callback if it fell due (a strong reference, for run_countdown() once the
+ * caller's own bookkeeping is done), else NULL. */
+static PyObject *
+snapshot_counted(Sampler *self, PyObject *frame_arg, Py_ssize_t n_running, int64_t tick_ns)
 {
     int64_t t0 = monotonic_ns();
     PyObject *evicted[MAX_EVICT];
@@ -929,10 +1025,39 @@ take_snapshot(Sampler *self, PyObject *frame_arg, Py_ssize_t n_running, int64_t 
     if (self->countdown > 0 && --self->countdown == 0) {
         PyObject *callback = self->countdown_cb;
         self->countdown_cb = NULL;
-        if (callback != NULL) {
-            call_callback(self, callback);
-            Py_DECREF(callback);
-        }
+        return callback;
+    }
+    return NULL;
+}
+
+static void
+run_countdown(Sampler *self, PyObject *callback)
+{
+    if (callback != NULL) {
+        call_callback(self, callback);
+        Py_DECREF(callback);
+    }
+}
+
+static void
+take_snapshot(Sampler *self, PyObject *frame_arg, Py_ssize_t n_running, int64_t tick_ns)
+{
+    run_countdown(self, snapshot_counted(self, frame_arg, n_running, tick_ns));
+}
+
+/* Add the sampler thread's CPU since the last call to thread_cpu_ns (GIL held,
+ * on whichever thread took the snapshot). */
+static void
+account_own_cpu(Sampler *self)
+{
+    if (!self->own_clock_ok) {
+        return;
+    }
+    int ok;
+    int64_t cpu = clock_ns(self->own_clock, &ok);
+    if (ok) {
+        self->thread_cpu_ns += cpu - self->own_cpu_mark;
+        self->own_cpu_mark = cpu;
     }
 }
 
@@ -1072,6 +1197,185 @@ wait_tick(Sampler *self, unsigned long g, int64_t *deadline_ns, long ncpu)
     return 0;
 }
 
+#if HAVE_INLINE
+/* The longest the sampler thread waits for the main thread to take an
+ * offered snapshot, and how often it looks whether the main thread still
+ * holds the GIL meanwhile. */
+#define INLINE_WAIT_NS 1000000
+#define INLINE_POLL_NS 200000
+
+/* The pending call: on the main thread, GIL held, at its eval-breaker check.
+ * It takes the offered snapshot if the offer still stands (the sampler thread
+ * did not give up on it, the run was not stopped, no fork since), else does
+ * nothing: each tick is taken exactly once, by one thread or the other. */
+static int
+inline_call(void *arg)
+{
+    InlineToken *tok = (InlineToken *)arg;
+    Sampler *self = tok->sampler;
+    if (self == NULL || tok->fork_generation != fork_generation) {
+        /* The sampler is gone, or this call was queued before a fork: its
+         * sampler's bookkeeping no longer names it. */
+        PyMem_RawFree(tok);
+        return 0;
+    }
+    sampler_lock(self);
+    if (self->queued == tok) {
+        self->queued = NULL;
+    }
+    int go = self->offer_state == OFFER_OPEN && self->offer_generation == self->generation
+             && !self->in_sample && !_Py_IsFinalizing();
+    if (go) {
+        self->offer_state = OFFER_RUNNING;
+    }
+    int64_t tick_ns = self->offer_tick_ns;
+    Py_ssize_t n_running = self->offer_n_running;
+    pthread_mutex_unlock(&self->mu);
+    PyMem_RawFree(tok);
+    if (!go) {
+        return 0;
+    }
+    self->gil_wait_ns += monotonic_ns() - tick_ns;
+    int ok0, ok1;
+    int64_t cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID, &ok0);
+    PyObject *frame = (PyObject *)PyEval_GetFrame();  /* borrowed */
+    PyObject *callback = snapshot_counted(self, frame != NULL ? frame : Py_None,
+                                          n_running, tick_ns);
+    int64_t cpu1 = clock_ns(CLOCK_THREAD_CPUTIME_ID, &ok1);
+    self->inline_count++;
+    /* The snapshot's CPU is sampling cost, though the main thread spent it:
+     * thread_cpu_time (what the live budget reads) keeps counting it. */
+    if (ok0 && ok1) {
+        self->thread_cpu_ns += cpu1 - cpu0;
+    }
+    sampler_lock(self);
+    if (self->offer_generation == self->generation) {
+        account_own_cpu(self);
+    }
+    self->offer_state = OFFER_DONE;
+    if (self->offer_waited) {
+        pthread_cond_broadcast(&self->cond);  /* else it looks at the next tick */
+    }
+    pthread_mutex_unlock(&self->mu);
+    run_countdown(self, callback);
+    return 0;
+}
+
+/* Before the next tick's readings (sampler thread, GIL released): close an
+ * offer left open by try_inline() returning 2.  Taken or not, it is over: one
+ * not taken yet is withdrawn, its tick folded into the next snapshot's weight
+ * (the weights follow the clock); one being taken is waited for, since the
+ * next readings overwrite the cache it reads. */
+static void
+close_offer(Sampler *self, unsigned long g)
+{
+    pthread_mutex_lock(&self->mu);
+    while (self->offer_state == OFFER_RUNNING && self->generation == g) {
+        self->offer_waited = 1;
+        int64_t until = monotonic_ns() + INLINE_WAIT_NS;
+        struct timespec ts = {(time_t)(until / 1000000000), (long)(until % 1000000000)};
+        pthread_cond_timedwait(&self->cond, &self->mu, &ts);
+    }
+    self->offer_waited = 0;
+    self->offer_state = OFFER_NONE;
+    pthread_mutex_unlock(&self->mu);
+}
+
+/* On the sampler thread, GIL released, right after read_tick(): if the main
+ * thread holds the GIL, offer it the tick and wait (bounded) for it to take
+ * the snapshot.  Returns 1 when it did, 0 when the sampler thread must take
+ * the GIL and the snapshot itself (the offer is then withdrawn), -1 when the
+ * run was stopped, 2 when the offer stays open until the next tick
+ * (next_ns, on the monotonic clock, or 0 if unknown), which comes before the
+ * wait would end: waking in between only to see it taken would cost about as
+ * much as the handoff saved. */
+static int
+try_inline(Sampler *self, PyInterpreterState *interp, unsigned long g, int64_t tick_ns,
+           Py_ssize_t n_running, int64_t next_ns)
+{
+    PyThreadState *main_ts = __atomic_load_n(&self->main_ts, __ATOMIC_RELAXED);
+    if (!main_holds_gil(main_ts) || _Py_IsFinalizing()) {
+        /* Finalizing: pending calls are no longer run, and the interpreter
+         * (its pending-call lock, its eval breaker) is about to be freed;
+         * taking the GIL ends this thread there, as it always did. */
+        return 0;
+    }
+    InlineToken *tok = NULL;
+    pthread_mutex_lock(&self->mu);
+    if (self->generation != g || self->mu_generation != fork_generation) {
+        pthread_mutex_unlock(&self->mu);
+        return -1;
+    }
+    if (self->queued == NULL || self->queued_fork_generation != fork_generation) {
+        /* No call of ours is queued (one still queued will serve this tick:
+         * at most one in the queue, however long the main thread is away). */
+        tok = PyMem_RawMalloc(sizeof(InlineToken));
+        if (tok == NULL) {
+            pthread_mutex_unlock(&self->mu);
+            return 0;
+        }
+        tok->sampler = self;
+        tok->fork_generation = fork_generation;
+        self->queued = tok;
+        self->queued_fork_generation = fork_generation;
+    }
+    self->offer_state = OFFER_OPEN;
+    self->offer_generation = g;
+    self->offer_tick_ns = tick_ns;
+    self->offer_n_running = n_running;
+    pthread_mutex_unlock(&self->mu);
+    if (tok != NULL && Py_AddPendingCall(inline_call, tok) != 0) {
+        /* The queue is full.  No call of ours is queued: nobody else can
+         * take the offer. */
+        pthread_mutex_lock(&self->mu);
+        self->queued = NULL;
+        self->offer_state = OFFER_NONE;
+        pthread_mutex_unlock(&self->mu);
+        PyMem_RawFree(tok);
+        return 0;
+    }
+    wake_main(interp);
+
+    int64_t limit = tick_ns + INLINE_WAIT_NS;
+    if (next_ns != 0 && next_ns <= limit) {
+        return 2;
+    }
+    int r;
+    pthread_mutex_lock(&self->mu);
+    self->offer_waited = 1;
+    for (;;) {
+        if (self->generation != g) {
+            r = -1;
+            break;
+        }
+        if (self->offer_state == OFFER_DONE) {
+            r = 1;
+            break;
+        }
+        int64_t now = monotonic_ns();
+        int64_t until;
+        if (self->offer_state == OFFER_OPEN) {
+            if (now >= limit || !main_holds_gil(main_ts)) {
+                /* Blocked in C, waiting, or handed the GIL on: withdraw the
+                 * offer (under mu, so the late call sees it) and fall back. */
+                r = 0;
+                break;
+            }
+            until = now + INLINE_POLL_NS < limit ? now + INLINE_POLL_NS : limit;
+        }
+        else {
+            until = now + INLINE_WAIT_NS;  /* being taken: it ends with a broadcast */
+        }
+        struct timespec ts = {(time_t)(until / 1000000000), (long)(until % 1000000000)};
+        pthread_cond_timedwait(&self->cond, &self->mu, &ts);
+    }
+    self->offer_state = OFFER_NONE;
+    self->offer_waited = 0;
+    pthread_mutex_unlock(&self->mu);
+    return r;
+}
+#endif
+
 PyDoc_STRVAR(run_doc,
 "run(generation)\n--\n\n"
 "The sampler thread's loop (call it on a new thread with arm()'s result):\n"
@@ -1097,7 +1401,10 @@ Sampler_run(Sampler *self, PyObject *arg)
     self->own_tsid = PyThreadState_GetID(me);
     Py_INCREF(self);  /* the loop's own reference */
     int ok;
-    int64_t cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID, &ok);
+    self->own_clock_ok = pthread_getcpuclockid(pthread_self(), &self->own_clock) == 0;
+    if (self->own_clock_ok) {
+        self->own_cpu_mark = clock_ns(self->own_clock, &self->own_clock_ok);
+    }
     int64_t deadline = clock_ns((clockid_t)self->tick_clock, &ok) + (int64_t)(self->pace * 1e9);
     /* Once per run: glibc answers it by reading a sysfs file, several
      * microseconds that every tick would pay. */
@@ -1105,39 +1412,58 @@ Sampler_run(Sampler *self, PyObject *arg)
     if (ncpu < 1) {
         ncpu = 1;
     }
+#if HAVE_INLINE
+    /* Pending calls run on the main thread: not if this is it. */
+    int can_inline = self->loop_ident != main_thread_ident();
+    int offer_open = 0;  /* try_inline() left its offer open until this tick */
+#endif
+    PyThreadState *saved = PyEval_SaveThread();
     for (;;) {
-        int stopped;
-        int64_t tick_ns = 0;
-        Py_ssize_t n_running = 0;
-        unsigned long saved_switch = 0;
-        PyThreadState *saved = PyEval_SaveThread();
-        stopped = wait_tick(self, g, &deadline, ncpu);
-        if (!stopped) {
-            tick_ns = monotonic_ns();
-            n_running = self->track_cpu ? read_tick(self, tick_ns) : 0;
-            saved_switch = request_gil(interp);
+        if (wait_tick(self, g, &deadline, ncpu)) {
+            break;
         }
+#if HAVE_INLINE
+        if (offer_open) {
+            close_offer(self, g);
+            offer_open = 0;
+        }
+#endif
+        int64_t tick_ns = monotonic_ns();
+        Py_ssize_t n_running = self->track_cpu ? read_tick(self, tick_ns) : 0;
+#if HAVE_INLINE
+        if (can_inline && self->allow_inline) {
+            /* On the wall clock the next tick's time is known (deadline). */
+            int64_t next_ns = self->tick_clock == CLOCK_MONOTONIC ? deadline : 0;
+            int r = try_inline(self, interp, g, tick_ns, n_running, next_ns);
+            if (r > 0) {
+                /* taken by the main thread (or being: 2): no GIL handoff */
+                offer_open = r == 2;
+                continue;
+            }
+            if (r < 0) {
+                break;
+            }
+        }
+#endif
+        unsigned long saved_switch = request_gil(interp);
         PyEval_RestoreThread(saved);
-        if (!stopped) {
-            restore_switch(saved_switch);
+        restore_switch(saved_switch);
+        sampler_lock(self);
+        int stopped = self->generation != g;
+        pthread_mutex_unlock(&self->mu);
+        if (!stopped) {  /* else stop() ran while we waited for the GIL */
+            self->gil_wait_ns += monotonic_ns() - tick_ns;
+            take_snapshot(self, Py_None, n_running, tick_ns);
+            account_own_cpu(self);
         }
+        saved = PyEval_SaveThread();
         if (stopped) {
             break;
         }
-        sampler_lock(self);
-        stopped = self->generation != g;
-        pthread_mutex_unlock(&self->mu);
-        if (stopped) {
-            break;  /* stop() ran while we waited for the GIL */
-        }
-        self->gil_wait_ns += monotonic_ns() - tick_ns;
-        take_snapshot(self, Py_None, n_running, tick_ns);
-        int64_t cpu1 = clock_ns(CLOCK_THREAD_CPUTIME_ID, &ok);
-        self->thread_cpu_ns += cpu1 - cpu0;
-        cpu0 = cpu1;
     }
-    int64_t cpu1 = clock_ns(CLOCK_THREAD_CPUTIME_ID, &ok);
-    self->thread_cpu_ns += cpu1 - cpu0;
+    PyEval_RestoreThread(saved);
+    account_own_cpu(self);
+    self->own_clock_ok = 0;
     sampler_lock(self);
     self->looping = 0;
     pthread_cond_broadcast(&self->cond);
@@ -1177,6 +1503,7 @@ Sampler_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->interval = interval;
     self->pace = interval > 0 ? interval : 0.01;
     self->tick_clock = clock;
+    self->allow_inline = 1;
     self->rng = ((uint64_t)monotonic_ns() ^ (uint64_t)(uintptr_t)self) | 1;
     self->table = table_new();
     self->scratch = PyMem_Malloc(MAX_DEPTH * sizeof(FrameKey));
@@ -1242,6 +1569,10 @@ static void
 Sampler_dealloc(Sampler *self)
 {
     PyObject_GC_UnTrack(self);
+    if (self->queued != NULL && self->queued_fork_generation == fork_generation) {
+        self->queued->sampler = NULL;  /* the pending call will only free it */
+        self->queued = NULL;
+    }
     Sampler_clear(self);
     PyMem_Free(self->scratch);
     pthread_cond_destroy(&self->cond);
@@ -1290,7 +1621,7 @@ PyDoc_STRVAR(take_doc,
 "Return (figures, [(thread, frames, wall, cpu), ...]): frames is a tuple of\n"
 "(code, lasti) pairs, outermost first; figures is a dict of the counters\n"
 "(samples_taken, ticks, sample_time, gil_wait, thread_cpu_time, late, errors,\n"
-"truncated) read at the same instant as the counts, so a window's figures\n"
+"truncated, inline) read at the same instant as the counts, so a window's figures\n"
 "always agree with its stacks.  With reset, the counts start again from zero.");
 
 static PyObject *
@@ -1314,6 +1645,7 @@ Sampler_take(Sampler *self, PyObject *args, PyObject *kwds)
     unsigned long long late = self->late, errors = self->errors, truncated = self->truncated;
     int64_t sample_ns = self->sample_ns, gil_wait_ns = self->gil_wait_ns;
     int64_t thread_cpu_ns = self->thread_cpu_ns;
+    unsigned long long inline_count = self->inline_count;
     if (reset) {
         /* Swap first: samples taken while the result is built (a signal
          * handler can run whenever Python code runs, e.g. a finalizer) go
@@ -1372,10 +1704,10 @@ Sampler_take(Sampler *self, PyObject *args, PyObject *kwds)
         PyList_SET_ITEM(result, (Py_ssize_t)i, item);
     }
     PyObject *figures = Py_BuildValue(
-        "{sKsKsdsdsdsKsKsK}", "samples_taken", samples_taken, "ticks", ticks,
+        "{sKsKsdsdsdsKsKsKsK}", "samples_taken", samples_taken, "ticks", ticks,
         "sample_time", (double)sample_ns / 1e9, "gil_wait", (double)gil_wait_ns / 1e9,
         "thread_cpu_time", (double)thread_cpu_ns / 1e9, "late", late, "errors", errors,
-        "truncated", truncated);
+        "truncated", truncated, "inline", inline_count);
     if (figures == NULL) {
         Py_CLEAR(result);
     }
@@ -1419,6 +1751,7 @@ ULL_GETTER(ticks, self->ticks)
 ULL_GETTER(errors, self->errors)
 ULL_GETTER(truncated, self->truncated)
 ULL_GETTER(late, self->late)
+ULL_GETTER(inline, self->inline_count)
 SECONDS_GETTER(sample_time, self->sample_ns)
 SECONDS_GETTER(gil_wait, self->gil_wait_ns)
 SECONDS_GETTER(thread_cpu_time, self->thread_cpu_ns)
@@ -1451,6 +1784,27 @@ set_pace(Sampler *self, PyObject *value, void *closure)
         return -1;
     }
     self->pace = pace;  /* read by the sampler thread at its next tick */
+    return 0;
+}
+
+static PyObject *
+get_allow_inline(Sampler *self, void *closure)
+{
+    return PyBool_FromLong(self->allow_inline);
+}
+
+static int
+set_allow_inline(Sampler *self, PyObject *value, void *closure)
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete allow_inline");
+        return -1;
+    }
+    int v = PyObject_IsTrue(value);
+    if (v < 0) {
+        return -1;
+    }
+    self->allow_inline = (char)v;  /* read by the sampler thread at its next tick */
     return 0;
 }
 
@@ -1502,9 +1856,15 @@ static PyGetSetDef Sampler_getset[] = {
     {"gil_wait", (getter)get_gil_wait, NULL,
      "Seconds from the ticks to holding the GIL, summed (wall clock).", NULL},
     {"thread_cpu_time", (getter)get_thread_cpu_time, NULL,
-     "CPU seconds the sampler thread used (updated after each snapshot).", NULL},
+     "CPU seconds the sampler used: its thread's, plus what the main thread spent taking "
+     "snapshots itself (see inline); updated after each snapshot.", NULL},
     {"late", (getter)get_late, NULL,
      "Snapshots taken more than an interval after their tick.", NULL},
+    {"allow_inline", (getter)get_allow_inline, (setter)set_allow_inline,
+     "Whether a main thread holding the GIL may take the snapshot itself (3.11; "
+     "False: the sampler thread always takes the GIL).", NULL},
+    {"inline", (getter)get_inline, NULL,
+     "Snapshots the main thread took itself, from a pending call (no GIL handoff).", NULL},
     {"errors", (getter)get_errors, NULL, "Exceptions raised and swallowed while sampling.", NULL},
     {"truncated", (getter)get_truncated, NULL,
      "Samples with a stack deeper than MAX_DEPTH, counted under its innermost frames.", NULL},

@@ -790,3 +790,210 @@ def test_compiled_truncates_pathological_depth():
     assert s.errors == 0
     # the innermost MAX_DEPTH frames are kept
     assert frames == expected[-MAX_DEPTH:]
+
+
+# --------------------------------------------------------------------------
+# the compiled sampler on 3.11: a busy main thread snapshots itself
+#
+# When the main thread holds the GIL at a tick, the sampler thread offers it
+# the snapshot through a pending call (no GIL handoff); when it does not, or
+# does not answer within a millisecond, the sampler thread takes the GIL as
+# before and the late call does nothing.  ``inline`` counts the first path.
+
+needs_inline = pytest.mark.skipif(
+    CSampler is None or sys.version_info[:2] != (3, 11) or threading.current_thread() is not threading.main_thread(),
+    reason=_C_MISSING or "inline snapshots are a 3.11 mechanism, taken by the main thread")
+
+
+def busy_main(s, seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        burn_a_little()
+
+
+def burn_a_little() -> int:
+    total = 0
+    for i in range(200):
+        total += i
+    return total
+
+
+def max_ticks(seconds: float, pace: float) -> int:
+    """The most ticks a run of this length can have: they come 0.75 to 1.25 paces apart."""
+    return int(seconds / (0.75 * pace)) + 2
+
+
+@needs_inline
+def test_busy_main_thread_takes_its_own_snapshots():
+    s = CSampler(track_cpu=True, interval=0.001)
+    me = threading.current_thread()
+    with running(s):
+        busy_main(s, 0.5)
+    figures, table = s.take(False)
+    assert figures["inline"] == s.inline
+    assert s.errors == 0 and s.samples_taken >= 100
+    # (nearly) all by the main thread itself: the first one, before the sampler
+    # has seen the main thread, and an odd one when the main thread was in the
+    # middle of something, go the old way
+    assert s.inline >= 0.9 * s.samples_taken, (s.inline, s.samples_taken)
+    mine = [(frames, w, c) for t, frames, w, c in table if t is me]
+    assert sum(w for _, w, _ in mine) == s.ticks
+    assert all(t is me for t, _, _, _ in table)  # the sampler thread is never sampled
+    # counted at its current frame, busy in burn_a_little() or busy_main()
+    assert all(frames[-1][0] in (burn_a_little.__code__, busy_main.__code__) for frames, _, _ in mine)
+    # and on CPU, as the GIL-handoff snapshots showed it
+    assert sum(c for _, _, c in mine) >= 0.8 * s.ticks
+    assert s.thread_cpu_time > 0 and s.gil_wait > 0
+
+
+@needs_inline
+@pytest.mark.parametrize("wait", ["sleep", "event"])
+@pytest.mark.parametrize("pace", [0.002, 0.001], ids=["waits", "next-tick"])
+def test_blocked_main_thread_falls_back_and_counts_each_tick_once(wait, pace):
+    # The main thread waits with the GIL released: the sampler thread takes the
+    # GIL itself, and the worker is sampled at every tick.  The main thread then
+    # alternates computing and waiting, so ticks go both ways: each is counted
+    # once (the weights add up to the ticks, and there are no more snapshots than
+    # ticks: a tick taken by both paths would be a second snapshot).  At 2 ms
+    # the sampler thread waits for each offer's answer; at 1 ms it looks at the
+    # next tick, an offer not taken by then folded into that tick's weight.
+    s = CSampler(track_cpu=True)  # every snapshot weighs 1: ticks == snapshots
+    s.pace = pace
+    done = threading.Event()
+    me = threading.current_thread()
+
+    def worker():
+        while not done.is_set():
+            burn_a_little()
+
+    w = threading.Thread(target=worker, name="worker")
+    w.start()
+    try:
+        time.sleep(0.05)  # the worker is running before the first tick
+        block = (lambda t: time.sleep(t)) if wait == "sleep" else threading.Event().wait
+        t0 = time.monotonic()
+        with running(s):
+            block(0.4)
+            blocked_inline = s.inline
+            blocked_samples = s.samples_taken
+            for _ in range(40):
+                busy_main(s, 0.005)
+                block(0.005)
+        elapsed = time.monotonic() - t0
+    finally:
+        done.set()
+        w.join()
+    assert s.errors == 0
+    # while the main thread waited, the sampler thread took the snapshots
+    assert blocked_samples >= 50, blocked_samples
+    assert blocked_inline <= 2, blocked_inline
+    _, table = s.take(False)
+    weights = {}
+    for t, _, wt, _ in table:
+        weights[t] = weights.get(t, 0) + wt
+    assert weights[me] == s.ticks == s.samples_taken
+    assert weights[w] == s.ticks
+    assert s.samples_taken <= max_ticks(elapsed, pace), (s.samples_taken, elapsed)
+    assert 0 < s.inline < s.samples_taken  # both ways
+
+
+@needs_inline
+def test_stop_from_another_thread_while_inline_snapshots_are_pending():
+    for _ in range(20):
+        s = CSampler(interval=0.0005)
+        stopped = threading.Event()
+        after_stop = []
+
+        def stopper():
+            time.sleep(0.03)
+            s.stop()
+            after_stop.append(s.samples_taken)
+            stopped.set()
+
+        g = s.arm()
+        _thread.start_new_thread(s.run, (g,))
+        t = threading.Thread(target=stopper)
+        t.start()
+        while not stopped.is_set():
+            burn_a_little()
+        busy_main(s, 0.01)  # a pending call still queued must not snapshot now
+        t.join()
+        assert not s.looping and not s.running
+        assert s.samples_taken == after_stop[0]  # none after stop() returned
+        assert s.errors == 0 and s.inline > 0
+        _, table = s.take(False)
+        me = threading.current_thread()
+        assert sum(w for t, _, w, _ in table if t is me) == s.ticks
+
+
+@needs_inline
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_in_the_middle_of_inline_snapshots():
+    s = CSampler(track_cpu=True, interval=0.001)
+    me = threading.current_thread()
+    with running(s):
+        busy_main(s, 0.1)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child reports through its exit code
+            code = 1
+            try:
+                # no sampler thread here: nothing is sampled, a pending call
+                # queued by the parent does nothing
+                figures, _ = s.take(True)
+                busy_main(s, 0.05)
+                assert s.samples_taken == figures["samples_taken"]
+                with running(s):  # a fresh run in the child, inline again
+                    busy_main(s, 0.3)
+                _, table = s.take(True)
+                mine = sum(w for t, _, w, _ in table if t is threading.current_thread())
+                assert s.errors == 0
+                assert s.inline - figures["inline"] >= 0.5 * (s.samples_taken - figures["samples_taken"]) > 20
+                code = 0 if mine == s.ticks - figures["ticks"] else 3
+            except AssertionError:
+                import traceback
+                traceback.print_exc()
+                code = 2
+            finally:
+                os._exit(code)
+        before = s.inline
+        busy_main(s, 0.2)
+        _, status = os.waitpid(pid, 0)
+        assert s.inline > before + 50  # the parent goes on
+    assert os.waitstatus_to_exitcode(status) == 0
+    _, table = s.take(False)
+    assert s.errors == 0
+    assert sum(w for t, _, w, _ in table if t is me) == s.ticks
+
+
+@needs_inline
+def test_allow_inline_false_keeps_every_snapshot_on_the_sampler_thread():
+    s = CSampler(interval=0.001)
+    assert s.allow_inline
+    s.allow_inline = False
+    with running(s):
+        busy_main(s, 0.1)
+    assert s.samples_taken >= 20 and s.inline == 0 and s.errors == 0
+
+
+@needs_inline
+def test_exit_with_inline_snapshots_running_is_clean():
+    # The sampler thread is not stopped before the interpreter finalizes: it
+    # must stop offering pending calls (the interpreter that runs them is being
+    # torn down) and end as it always did, blocked on the GIL.
+    import subprocess
+    import textwrap
+    code = textwrap.dedent('''
+        import _thread, time
+        from plop._sampler import Sampler
+        s = Sampler(interval=0.0005)
+        _thread.start_new_thread(s.run, (s.arm(),))
+        end = time.monotonic() + 0.1
+        while time.monotonic() < end:
+            sum(range(50))
+        assert s.inline > 0, (s.inline, s.samples_taken)
+        print("ok")
+    ''')
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    for _ in range(10):
+        proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0 and proc.stdout == "ok\n", proc.stderr
