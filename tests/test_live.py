@@ -549,9 +549,13 @@ def test_command_line_rolling_profiles_of_a_prefork_program(tmp_path):
         assert prof.metadata["labels"] == {"env": "test"} and prof.metadata["mode"] == "real"
         for (_thread, stack) in prof.samples:
             # the runner's frames are hidden; at exit the main thread may be seen
-            # waiting for its threads in threading._shutdown, called by the interpreter
+            # waiting for its threads in threading._shutdown, called by the interpreter,
+            # and in the few bytecodes of the runner itself before and after the program
+            # (a snapshot can land there: the stack then shows where plop was)
             assert stack[0].funcname == "<module>" or (
-                stack[0].funcname == "_shutdown" and stack[0].filename.endswith("threading.py"))
+                stack[0].funcname == "_shutdown" and stack[0].filename.endswith("threading.py")) or (
+                stack[0].funcname == "_run_module_as_main"
+                and any(f.filename.endswith(os.path.join("plop", "runner.py")) for f in stack)), stack
     assert "wrote" in proc.stderr and "api" in proc.stderr
     bad = subprocess.run([sys.executable, "-m", "plop.collector", "--window", "1", "-o", "x.plop", "server.py"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
