@@ -347,6 +347,11 @@ def _function_index(graph: CallGraph) -> dict[Function, int]:
     return {function: i for i, function in enumerate(graph.functions)}
 
 
+def _counts_of(graph: CallGraph, j: int | None) -> tuple[int, int]:
+    """Self and total samples of ``graph``'s function ``j`` (0, 0 when that side never ran it)."""
+    return (graph.self_counts[j], graph.total_counts[j]) if j is not None else (0, 0)
+
+
 def compare_graph(data: dict[str, Any], new: CallGraph, base: CallGraph, normalize: bool = True,
                   base_only_limit: int = 20) -> dict[str, Any]:
     """``/data``'s answer for ``new`` (``data``, from :meth:`CallGraph.data`) with ``base`` beside it.
@@ -368,8 +373,7 @@ def compare_graph(data: dict[str, Any], new: CallGraph, base: CallGraph, normali
     functions = new.functions
     for node in data["nodes"]:
         j = in_base.get(functions[node["id"]])
-        base_self = base.self_counts[j] if j is not None else 0
-        base_total = base.total_counts[j] if j is not None else 0
+        base_self, base_total = _counts_of(base, j)
         node.update(base_self=base_self, base_total=base_total,
                     delta=change(node["total"], base_total, T, B, normalize),
                     delta_self=change(node["self"], base_self, T, B, normalize),
@@ -419,8 +423,7 @@ def compare_table(rows: list[dict[str, Any]], new: CallGraph, base: CallGraph,
     in_base = _function_index(base)
     for row in rows:
         j = in_base.get((row["filename"], row["name"], row["firstlineno"]))
-        base_self = base.self_counts[j] if j is not None else 0
-        base_total = base.total_counts[j] if j is not None else 0
+        base_self, base_total = _counts_of(base, j)
         row.update(base_self=base_self, base_total=base_total,
                    delta_self=change(row["self"], base_self, T, B, normalize),
                    delta_total=change(row["total"], base_total, T, B, normalize),
@@ -494,10 +497,9 @@ def compare_details(details: dict[str, Any], new: CallGraph, base: CallGraph,
             other.update(base_calls=calls, delta=change(other["calls"], calls, T, B, normalize),
                          side="both" if match else "new")
         for other in theirs.values():
-            i = in_new.get((other["filename"], other["name"], other["firstlineno"]))
+            new_self, new_total = _counts_of(new, in_new.get((other["filename"], other["name"], other["firstlineno"])))
             other.update(base_self=other["self"], base_total=other["total"], base_calls=other["calls"],
-                         self=new.self_counts[i] if i is not None else 0,
-                         total=new.total_counts[i] if i is not None else 0,
+                         self=new_self, total=new_total,
                          calls=0, delta=change(0, other["calls"], T, B, normalize), side="base")
             details[side].append(other)
     details.update(_base_summary(base, normalize))

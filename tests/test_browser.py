@@ -201,7 +201,10 @@ def datadir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(datadir: Path) -> Iterator[str]:
-    """The viewer as users run it, on a free port; yields its URL."""
+    """The viewer as users run it, on a free port; yields its URL.
+
+    Other browser test modules import it and define their own ``datadir``.
+    """
     process = subprocess.Popen(
         [sys.executable, "-m", "plop.viewer", "--datadir=%s" % datadir, "--port=0", "--address=127.0.0.1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)

@@ -6,11 +6,8 @@ and as many two hours ago (before it). Screenshots go to ``test-artifacts/``.
 """
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import quote
 
 import pytest
@@ -18,7 +15,7 @@ import pytest
 from plop import formats
 from plop.profile import Frame, Profile
 from tests.test_browser import (  # noqa: F401 (fixtures)
-    HOSTILE, LAYOUT_DONE, ROOT, browser, drawn_data, new_page, page, screenshot, web_service_profile,
+    HOSTILE, LAYOUT_DONE, browser, drawn_data, new_page, page, screenshot, server, web_service_profile,
 )
 
 pytestmark = pytest.mark.browser
@@ -59,20 +56,6 @@ def datadir(tmp_path_factory) -> Path:
                 formats.dump(Profile(profile.samples, meta, profile.cpu_samples),
                              d / ("%s-%s.000Z-%d.plop" % (name, stamp, pid)))
     return d
-
-
-@pytest.fixture(scope="module")
-def server(datadir: Path) -> Iterator[str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "plop.viewer", "--datadir=%s" % datadir, "--port=0", "--address=127.0.0.1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    try:
-        line = process.stdout.readline()
-        assert "http://127.0.0.1:" in line, process.stderr.read()
-        yield line.split()[-1].rstrip("/")
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 COMPARE = "/view?service=shop&since=-1h&base_since=-3h&base_until=-1h"

@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import time
+from typing import Callable
 
 import pytest
 
@@ -46,20 +47,26 @@ def run_until(predicate, timeout: float = 30.0, work=lambda: burn(1)) -> None:
         work()
 
 
-def shares(profile: Profile, names: list[str], thread: str | None = None) -> dict[str, float]:
-    """Fraction of samples whose stack contains each function name."""
+def share_counts(profile: Profile, names: list[str], keep: Callable[[str], bool]) -> tuple[dict[str, float], int]:
+    """Fraction of the samples of the threads ``keep`` accepts whose stack contains each function name,
+    and how many samples those threads have."""
     total = 0
     hits = dict.fromkeys(names, 0)
     for (t, stack), n in profile.samples.items():
-        if thread is not None and t != thread:
+        if not keep(t):
             continue
         total += n
         funcs = {f.funcname for f in stack}
         for name in names:
             if name in funcs:
                 hits[name] += n
-    assert total, "no samples"
-    return {name: hits[name] / total for name in names}
+    assert total, "no samples of the threads asked for"
+    return {name: hits[name] / total for name in names}, total
+
+
+def shares(profile: Profile, names: list[str], thread: str | None = None) -> dict[str, float]:
+    """Fraction of samples (of ``thread``, or of every thread) whose stack contains each function name."""
+    return share_counts(profile, names, lambda t: thread is None or t == thread)[0]
 
 
 def tolerance(p: float, n: int, sigmas: float = 5.0) -> float:

@@ -2,16 +2,13 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from plop import formats
-from tests.conftest import FIXTURES, ROOT
-from tests.test_browser import browser, drawn_data, new_page, page, screenshot  # noqa: F401 (fixtures)
+from tests.conftest import FIXTURES
+from tests.test_browser import browser, drawn_data, new_page, page, screenshot, server  # noqa: F401 (fixtures)
 from tests.test_formats_pprof import wall_cpu_profile
 
 pytestmark = pytest.mark.browser
@@ -38,20 +35,6 @@ def datadir(tmp_path_factory) -> Path:
     formats.dump(wall_cpu_profile(), d / "plop.speedscope.json", "speedscope")
     (d / "corrupt.pb.gz").write_bytes(formats.dumps(wall_cpu_profile(), "pprof")[:-6])  # cut in the trailer
     return d
-
-
-@pytest.fixture(scope="module")
-def server(datadir: Path) -> Iterator[str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "plop.viewer", "--datadir=%s" % datadir, "--port=0", "--address=127.0.0.1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    try:
-        line = process.stdout.readline()
-        assert "http://127.0.0.1:" in line, process.stderr.read()
-        yield line.split()[-1].rstrip("/")
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_index_lists_each_new_format(page, server):  # noqa: F811

@@ -26,6 +26,7 @@ import pytest
 
 from plop.collector import Collector
 from plop.profile import Profile
+from tests.test_collector import share_counts
 
 pytestmark = pytest.mark.usefixtures("sampler_class")
 
@@ -74,18 +75,8 @@ def worker_loop(seconds: float) -> None:
 
 
 def shares_in(profile: Profile, thread_prefix: str, names: list[str]) -> tuple[dict[str, float], int]:
-    total = 0
-    hits = dict.fromkeys(names, 0)
-    for (thread, stack), n in profile.samples.items():
-        if not thread.startswith(thread_prefix):
-            continue
-        total += n
-        funcs = {f.funcname for f in stack}
-        for name in names:
-            if name in funcs:
-                hits[name] += n
-    assert total, "no samples of %s" % thread_prefix
-    return {name: hits[name] / total for name in names}, total
+    """`share_counts` over the threads whose names start with ``thread_prefix``."""
+    return share_counts(profile, names, lambda thread: thread.startswith(thread_prefix))
 
 
 def check_rate(collector: Collector, sampler_class, seconds: float) -> None:

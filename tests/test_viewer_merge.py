@@ -10,7 +10,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-import tornado.web
 
 import plop.viewer.app
 import plop.viewer.listing
@@ -20,6 +19,8 @@ from plop.merge import merge
 from plop.viewer import make_app
 from plop.viewer.app import Viewer
 from plop.viewer.listing import Unreadable, reason, summarize
+from tests.test_viewer import app  # noqa: F401 (the fixture, over this module's datadir)
+from tests.test_viewer import get as fetch
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -55,15 +56,6 @@ def datadir(tmp_path: Path) -> Path:
     formats.dump(Profile(OLD), d / "bare.plop")  # no metadata at all
     (d / "broken.plop").write_bytes(b'{"plop": 1, "metadata": {}, "threads": []')
     return d
-
-
-@pytest.fixture
-def app(datadir: Path) -> tornado.web.Application:
-    return make_app(str(datadir))
-
-
-async def fetch(http_client, base_url: str, path: str):
-    return await http_client.fetch(base_url + path, raise_error=False)
 
 
 async def answer(http_client, base_url: str, path: str) -> dict:
